@@ -1,0 +1,1 @@
+"""Shared core of GreenLane: settings, telemetry, logging, events and client helpers."""

@@ -1,0 +1,73 @@
+"""Kafka helpers: the producer every service uses, topic creation, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+def make_producer(bootstrap_servers: str, *, client_id: str, **overrides: object) -> AIOKafkaProducer:
+    """A producer that only confirms writes the broker holds (acks=all), snappy-compressed.
+
+    Idempotence stays off: the embedded broker (Tansu) cannot hand out producer ids.
+    Duplicates after a retry are removed downstream by the event key.
+    """
+    options: dict[str, object] = {
+        "bootstrap_servers": bootstrap_servers,
+        "client_id": client_id,
+        "acks": "all",
+        "compression_type": "snappy",
+        "linger_ms": 2,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 10_000,
+        "retry_backoff_ms": 200,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+async def ensure_topic(
+    bootstrap_servers: str, topic: str, *, partitions: int = 6, replication: int = 1
+) -> None:
+    """Create a topic when it is missing; an existing topic is left as it is."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="greenlane-admin")
+    await admin.start()
+    try:
+        existing = await admin.list_topics()
+        if topic in existing:
+            return
+        try:
+            await admin.create_topics(
+                [NewTopic(name=topic, num_partitions=partitions, replication_factor=replication)]
+            )
+            log.info("created topic %s with %d partitions", topic, partitions)
+        except TopicAlreadyExistsError:
+            pass
+    finally:
+        await admin.close()
+
+
+async def start_with_retry(
+    start: object, what: str, *, attempts: int = 0, max_delay: float = 5.0
+) -> None:
+    """Await start() until it succeeds (attempts=0: forever), backing off between tries."""
+    assert callable(start)
+    delay = 0.2
+    n = 0
+    while True:
+        n += 1
+        try:
+            await start()
+            return
+        except (KafkaError, OSError) as exc:
+            if attempts and n >= attempts:
+                raise
+            log.warning("%s not reachable (%s); retrying in %.1fs", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)

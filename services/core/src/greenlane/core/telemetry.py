@@ -1,0 +1,110 @@
+"""Telemetry: OpenTelemetry tracing and an HTTP endpoint for metrics and probes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Mapping
+
+import uvicorn
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
+
+
+def setup_tracing(service_name: str) -> TracerProvider:
+    """Install a tracer provider; spans are exported over OTLP only when configured."""
+    resource = Resource.create({"service.name": f"greenlane-{service_name}"})
+    provider = TracerProvider(resource=resource)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    ):
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        log.info("exporting traces over OTLP")
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def inject_trace_headers() -> list[tuple[str, bytes]]:
+    """W3C trace context of the current span, as Kafka record headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
+def extract_trace_context(headers: list[tuple[str, bytes]] | None) -> object:
+    """The trace context carried by Kafka record headers, for a child span."""
+    carrier = {k: v.decode(errors="replace") for k, v in headers or []}
+    return propagate.extract(carrier)
+
+
+def probes_app(
+    ready: ReadinessCheck | None = None, registry: CollectorRegistry = REGISTRY
+) -> Starlette:
+    """/metrics (Prometheus), /healthz (liveness) and /readyz (readiness)."""
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        checks = dict(await ready()) if ready else {}
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+        ]
+    )
+
+
+class ProbeServer:
+    """Serves probes_app inside the service's event loop."""
+
+    def __init__(self, app: Starlette, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # surfaces a bind error
+                raise RuntimeError("probe server stopped during start-up")
+            await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        raise RuntimeError("probe server is not listening")
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
