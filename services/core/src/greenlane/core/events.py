@@ -85,7 +85,9 @@ def validate_car_status(
         raise InvalidField("lon", f"must be within [-180, 180], got {lon}")
     # Redis GEO cannot index the poles (its Mercator limit is ±85.05112878°).
     if not -85.05112878 <= lat <= 85.05112878:
-        raise InvalidField("lat", f"must be within [-85.05112878, 85.05112878] to be mapped, got {lat}")
+        raise InvalidField(
+            "lat", f"must be within [-85.05112878, 85.05112878] to be mapped, got {lat}"
+        )
     if not 0.0 <= _finite("battery", battery) <= 100.0:
         raise InvalidField("battery", f"must be within [0, 100] percent, got {battery}")
     if not 0.0 <= _finite("velocity", velocity) <= MAX_VELOCITY_KMH:

@@ -12,7 +12,9 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 log = logging.getLogger(__name__)
 
 
-def make_producer(bootstrap_servers: str, *, client_id: str, **overrides: object) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap_servers: str, *, client_id: str, **overrides: object
+) -> AIOKafkaProducer:
     """A producer that only confirms writes the broker holds (acks=all), snappy-compressed.
 
     Idempotence stays off: the embedded broker (Tansu) cannot hand out producer ids.

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from greenlane.core.events import CarState
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-
-from greenlane.core.events import CarState
 
 FLEET_LOCATIONS_KEY: Final = "fleet:locations"
 STATIONS_LOCATIONS_KEY: Final = "stations:locations"
@@ -73,7 +72,7 @@ async def write_car_states(client: Redis, states: Sequence[CarState]) -> None:
         return
     payload, replies = pack_car_states(states)
     pool = client.connection_pool
-    conn = await pool.get_connection()
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
     try:
         await conn.send_packed_command(payload)
         error: ResponseError | None = None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
-
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
+from typing import Annotated, Literal, TypeVar
 
 from greenlane.core.errors import ConfigurationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "GREENLANE_"
 DEV_TOKEN = "greenlane-secret-token"  # noqa: S105 - the documented dev token, embedded default only
@@ -65,9 +63,7 @@ def check_tokens(tokens: list[SecretStr], environment: Environment) -> list[Secr
     """Refuse an empty token list, and the dev token outside development."""
     if not tokens:
         raise ValueError("at least one token is required")
-    if environment != "development" and any(
-        t.get_secret_value() == DEV_TOKEN for t in tokens
-    ):
+    if environment != "development" and any(t.get_secret_value() == DEV_TOKEN for t in tokens):
         raise ValueError("the dev token is accepted only in the embedded development default")
     for t in tokens:
         if len(t.get_secret_value()) < 16:

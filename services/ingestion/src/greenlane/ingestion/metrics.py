@@ -1,0 +1,55 @@
+"""Prometheus metrics of the ingestion service (greenlane_ingestion_*)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+STATUSES_RECEIVED = Counter(
+    "greenlane_ingestion_statuses_received_total",
+    "Car statuses received, by path (stream: one per message, batch: many per message).",
+    ["path"],
+)
+STATUSES_ACCEPTED = Counter(
+    "greenlane_ingestion_statuses_accepted_total",
+    "Car statuses stored in Redis and published to Kafka, then acknowledged.",
+)
+STATUSES_REJECTED = Counter(
+    "greenlane_ingestion_statuses_rejected_total",
+    "Car statuses rejected as invalid, by the offending field.",
+    ["reason"],
+)
+STATUSES_UNAVAILABLE = Counter(
+    "greenlane_ingestion_statuses_unavailable_total",
+    "Car statuses answered UNAVAILABLE because a backend did not confirm in time.",
+)
+AUTH_FAILURES = Counter(
+    "greenlane_ingestion_auth_failures_total",
+    "Calls refused with UNAUTHENTICATED.",
+)
+ACK_LATENCY = Histogram(
+    "greenlane_ingestion_ack_latency_seconds",
+    "From receipt of a status to its acknowledgement (Redis and Kafka confirmed).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OPEN_STREAMS = Gauge("greenlane_ingestion_open_streams", "Telemetry streams open now.")
+BATCH_STATUSES = Histogram(
+    "greenlane_ingestion_batch_statuses",
+    "Statuses per incoming CarStatusBatch message.",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000),
+)
+FLUSH_STATUSES = Histogram(
+    "greenlane_ingestion_flush_statuses",
+    "Statuses written per Redis round trip and Kafka flush (batching across streams).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+FLUSH_DURATION = Histogram(
+    "greenlane_ingestion_flush_duration_seconds",
+    "Time to get one flush confirmed by Redis and Kafka.",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
+)
+BACKEND_ERRORS = Counter(
+    "greenlane_ingestion_backend_errors_total",
+    "Failed writes to a backend (retried until the acknowledgement deadline).",
+    ["backend"],
+)
+PENDING = Gauge("greenlane_ingestion_pending_statuses", "Statuses waiting for a flush.")

@@ -1,0 +1,199 @@
+"""FleetTelemetry servicer: validates statuses, submits them, answers each in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+from greenlane.core.errors import BackendUnavailable, InvalidField
+from greenlane.core.events import CarState, validate_car_status
+from greenlane.ingestion import metrics
+from greenlane.ingestion.pipeline import IngestPipeline
+from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ACCEPTED = fleet_pb2.ACCEPTED
+REJECTED = fleet_pb2.REJECTED
+UNAVAILABLE = fleet_pb2.UNAVAILABLE
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def to_state(msg: fleet_pb2.CarStatus, now: int) -> CarState:
+    return validate_car_status(
+        msg.car_id, msg.lat, msg.lon, msg.battery, msg.velocity, msg.timestamp, now
+    )
+
+
+def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.BookingResponse:
+    metrics.STATUSES_REJECTED.labels(err.field).inc()
+    return fleet_pb2.BookingResponse(
+        car_id=msg.car_id[:64],
+        status=REJECTED,
+        field=err.field,
+        message=f"{err.field} {err.message}",
+        timestamp=msg.timestamp,
+    )
+
+
+def _discard_outcome(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # marks it retrieved: the stream that wanted it is gone
+
+
+class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
+    """The three FleetTelemetry calls share one validation and one pipeline."""
+
+    def __init__(
+        self, pipeline: IngestPipeline, *, max_in_flight: int = 1000, max_batch: int = 10_000
+    ) -> None:
+        self._pipeline = pipeline
+        self._max_in_flight = max_in_flight
+        self._max_batch = max_batch
+
+    async def StreamTelemetry(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[fleet_pb2.CarStatus],
+        context: grpc.aio.ServicerContext[fleet_pb2.CarStatus, fleet_pb2.BookingResponse],
+    ) -> AsyncIterator[fleet_pb2.BookingResponse]:
+        # Reading runs ahead of answering (pipelining); answers keep request order.
+        answers: asyncio.Queue[
+            tuple[fleet_pb2.CarStatus, asyncio.Future[None] | fleet_pb2.BookingResponse] | None
+        ] = asyncio.Queue(self._max_in_flight)
+        reader = asyncio.create_task(self._read_statuses(request_iterator, answers))
+        metrics.OPEN_STREAMS.inc()
+        try:
+            while True:
+                entry = await answers.get()
+                if entry is None:
+                    break
+                msg, outcome = entry
+                if isinstance(outcome, fleet_pb2.BookingResponse):
+                    yield outcome
+                    continue
+                try:
+                    await outcome
+                except BackendUnavailable as exc:
+                    metrics.STATUSES_UNAVAILABLE.inc()
+                    yield fleet_pb2.BookingResponse(
+                        car_id=msg.car_id,
+                        status=UNAVAILABLE,
+                        message=str(exc),
+                        timestamp=msg.timestamp,
+                    )
+                    continue
+                metrics.STATUSES_ACCEPTED.inc()
+                yield fleet_pb2.BookingResponse(
+                    car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
+                )
+            reader.result()  # a reader failure ends the call with its error
+        finally:
+            metrics.OPEN_STREAMS.dec()
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+            # The client left with answers outstanding: their outcomes are nobody's now.
+            while not answers.empty():
+                entry = answers.get_nowait()
+                if entry is not None and isinstance(entry[1], asyncio.Future):
+                    entry[1].add_done_callback(_discard_outcome)
+
+    async def _read_statuses(
+        self,
+        request_iterator: AsyncIterator[fleet_pb2.CarStatus],
+        answers: asyncio.Queue[
+            tuple[fleet_pb2.CarStatus, asyncio.Future[None] | fleet_pb2.BookingResponse] | None
+        ],
+    ) -> None:
+        received = metrics.STATUSES_RECEIVED.labels("stream")
+        try:
+            async for msg in request_iterator:
+                received.inc()
+                t = time.monotonic()
+                try:
+                    state = to_state(msg, now_ms())
+                except InvalidField as err:
+                    await answers.put((msg, _rejection(msg, err)))
+                    continue
+                try:
+                    await self._pipeline.wait_for_space()
+                    fut = self._pipeline.submit((state,), t)
+                except BackendUnavailable as exc:
+                    fut = asyncio.get_running_loop().create_future()
+                    fut.set_exception(exc)
+                await answers.put((msg, fut))
+        finally:
+            await answers.put(None)
+
+    async def _store_batch(
+        self, batch: fleet_pb2.CarStatusBatch, received: float
+    ) -> fleet_pb2.BatchResponse:
+        statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
+        metrics.STATUSES_RECEIVED.labels("batch").inc(len(statuses))
+        metrics.BATCH_STATUSES.observe(len(statuses))
+        if not statuses:
+            return fleet_pb2.BatchResponse(status=REJECTED, message="statuses: the batch is empty")
+        if len(statuses) > self._max_batch:
+            return fleet_pb2.BatchResponse(
+                status=REJECTED,
+                message=f"statuses: {len(statuses)} items, over the limit of {self._max_batch}",
+            )
+        now = now_ms()
+        valid: list[CarState] = []
+        rejected: list[fleet_pb2.RejectedItem] = []
+        for index, msg in enumerate(statuses):
+            try:
+                valid.append(to_state(msg, now))
+            except InvalidField as err:
+                metrics.STATUSES_REJECTED.labels(err.field).inc()
+                rejected.append(
+                    fleet_pb2.RejectedItem(
+                        index=index,
+                        car_id=msg.car_id[:64],
+                        field=err.field,
+                        message=f"{err.field} {err.message}",
+                    )
+                )
+        if valid:
+            try:
+                await self._pipeline.wait_for_space()
+                await self._pipeline.submit(valid, received)
+            except BackendUnavailable as exc:
+                metrics.STATUSES_UNAVAILABLE.inc(len(valid))
+                return fleet_pb2.BatchResponse(
+                    status=UNAVAILABLE, accepted=0, rejected=rejected, message=str(exc)
+                )
+        metrics.STATUSES_ACCEPTED.inc(len(valid))
+        return fleet_pb2.BatchResponse(
+            status=ACCEPTED,
+            accepted=len(valid),
+            rejected=rejected,
+            message=f"{len(valid)} stored, {len(rejected)} rejected",
+        )
+
+    async def StreamTelemetryBatches(  # noqa: N802 - gRPC method name
+        self,
+        request_iterator: AsyncIterator[fleet_pb2.CarStatusBatch],
+        context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
+    ) -> AsyncIterator[fleet_pb2.BatchResponse]:
+        metrics.OPEN_STREAMS.inc()
+        try:
+            async for batch in request_iterator:
+                yield await self._store_batch(batch, time.monotonic())
+        finally:
+            metrics.OPEN_STREAMS.dec()
+
+    async def SendBatch(  # noqa: N802 - gRPC method name
+        self,
+        request: fleet_pb2.CarStatusBatch,
+        context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
+    ) -> fleet_pb2.BatchResponse:
+        return await self._store_batch(request, time.monotonic())

@@ -1,0 +1,36 @@
+"""Settings of the ingestion service (GREENLANE_* environment variables)."""
+
+from __future__ import annotations
+
+from greenlane.core.settings import BaseServiceSettings, TokenList, check_tokens, parse_tokens
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+
+class IngestionSettings(BaseServiceSettings):
+    """Where to listen, who may stream, and how writes are batched."""
+
+    api_tokens: TokenList = Field(default_factory=list)
+    ingestion_host: str = "0.0.0.0"  # noqa: S104 - a server for cars
+    ingestion_port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9101, ge=0, le=65535)
+    fleet_events_partitions: int = Field(6, ge=1, le=1024)
+    # At most this many statuses go into one Redis round trip and one Kafka flush.
+    max_flush_size: int = Field(4000, ge=1, le=100_000)
+    # A status not confirmed by Redis and Kafka within this time is answered UNAVAILABLE.
+    ack_timeout_seconds: float = Field(5.0, gt=0, le=300)
+    # Statuses waiting for a flush; beyond this, streams stop being read (back-pressure).
+    max_pending: int = Field(50_000, ge=100, le=10_000_000)
+    # Unanswered statuses one stream may have in flight.
+    max_in_flight_per_stream: int = Field(1000, ge=1, le=100_000)
+    max_batch_statuses: int = Field(10_000, ge=1, le=1_000_000)
+    shutdown_grace_seconds: float = Field(5.0, ge=0, le=300)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return parse_tokens(value)
+
+    @field_validator("api_tokens", mode="after")
+    @classmethod
+    def _tokens(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
+        return check_tokens(value, info.data.get("environment", "production"))

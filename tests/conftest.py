@@ -1,0 +1,89 @@
+"""Session fixtures: real Valkey, Tansu (Kafka API) and PostgreSQL servers on free ports."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, free_port
+
+DEV_TOKEN = "greenlane-secret-token"
+
+
+@pytest.fixture(scope="session")
+def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_server(stack_dir: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(free_port(), stack_dir / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_server(stack_dir: Path) -> Iterator[EmbeddedKafka]:
+    server = EmbeddedKafka(free_port(), stack_dir / "kafka")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(free_port(), stack_dir / "postgres")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def topic() -> str:
+    """A topic of its own per test, so tests never read each other's events."""
+    return f"fleet-events-{uuid.uuid4().hex[:10]}"
+
+
+def ingestion_settings(redis_url: str, kafka_url: str, topic: str, **overrides: object) -> object:
+    from greenlane.ingestion.settings import IngestionSettings
+
+    values: dict[str, object] = {
+        "api_tokens": DEV_TOKEN,
+        "redis_url": redis_url,
+        "kafka_bootstrap_servers": kafka_url,
+        "fleet_events_topic": topic,
+        "fleet_events_partitions": 3,
+        "ingestion_host": "127.0.0.1",
+        "ingestion_port": 0,
+        "metrics_host": "127.0.0.1",
+        "metrics_port": 0,
+    }
+    values.update(overrides)
+    return IngestionSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ingestion(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str, redis_client: Redis
+) -> AsyncIterator[object]:
+    """An ingestion server in the test's event loop, on real Valkey and Tansu."""
+    from greenlane.ingestion.server import start_server
+
+    running = await start_server(
+        ingestion_settings(redis_server.url, kafka_server.url, topic)  # type: ignore[arg-type]
+    )
+    yield running
+    await running.stop(1.0)
