@@ -96,6 +96,7 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
             b"timestamp": str(msgs[-1].timestamp).encode(),
             b"lat": repr(msgs[-1].lat).encode(),
             b"lon": repr(msgs[-1].lon).encode(),
+            b"station_id": b"",
         }
 
 

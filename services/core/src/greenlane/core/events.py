@@ -41,9 +41,10 @@ class CarState:
     battery: float
     velocity: float
     timestamp: int  # Unix milliseconds
+    station_id: str = ""  # set while plugged in at a station
 
     def to_event(self, event_type: str = "telemetry") -> dict[str, Any]:
-        return {
+        event: dict[str, Any] = {
             "car_id": self.car_id,
             "lat": self.lat,
             "lon": self.lon,
@@ -52,6 +53,10 @@ class CarState:
             "timestamp": self.timestamp,
             "event_type": event_type,
         }
+        if self.station_id:
+            # Optional: the seed's event shape stays exact for cars on the road.
+            event["station_id"] = self.station_id
+        return event
 
     def to_json(self, event_type: str = "telemetry") -> bytes:
         return json.dumps(self.to_event(event_type), separators=(",", ":")).encode()
@@ -71,6 +76,7 @@ def validate_car_status(
     velocity: float,
     timestamp: int,
     now_ms: int,
+    station_id: str = "",
 ) -> CarState:
     """Check one car status against the rules; raise InvalidField naming the first bad field."""
     if not car_id:
@@ -100,7 +106,9 @@ def validate_car_status(
         raise InvalidField("timestamp", "is more than 7 days in the past")
     if timestamp > now_ms + MAX_FUTURE_MS:
         raise InvalidField("timestamp", "is more than 5 minutes in the future")
-    return CarState(car_id, lat, lon, battery, velocity, timestamp)
+    if station_id and not CAR_ID_PATTERN.fullmatch(station_id):
+        raise InvalidField("station_id", "must be 1 to 64 letters, digits and _ . : - when set")
+    return CarState(car_id, lat, lon, battery, velocity, timestamp, station_id)
 
 
 _EVENT_NUMBERS: Final = ("lat", "lon", "battery", "velocity")
@@ -127,6 +135,9 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
     ts = data.get("timestamp")
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise InvalidField("timestamp", "must be an integer (Unix milliseconds)")
+    station_id = data.get("station_id") or ""
+    if not isinstance(station_id, str):
+        raise InvalidField("station_id", "must be a string")
     state = validate_car_status(
         car_id,
         float(data["lat"]),
@@ -135,5 +146,6 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
         float(data["velocity"]),
         ts,
         now_ms if now_ms is not None else ts,
+        station_id,
     )
     return state, event_type

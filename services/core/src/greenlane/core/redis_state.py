@@ -59,6 +59,8 @@ def pack_car_states(states: Sequence[CarState]) -> tuple[bytes, int]:
             _num(s.lat),
             b"lon",
             _num(s.lon),
+            b"station_id",
+            s.station_id.encode(),
         )
     return b"".join(parts), 1 + len(states)
 

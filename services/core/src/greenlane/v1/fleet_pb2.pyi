@@ -64,6 +64,7 @@ class CarStatus(_message.Message):
     BATTERY_FIELD_NUMBER: _builtins.int
     VELOCITY_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
+    STATION_ID_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     """1 to 64 characters of [A-Za-z0-9_.:-]."""
     lat: _builtins.float
@@ -76,6 +77,8 @@ class CarStatus(_message.Message):
     """km/h, [0, 400]."""
     timestamp: _builtins.int
     """Unix milliseconds when the car measured this status."""
+    station_id: _builtins.str
+    """Set while the car is plugged in at a station (same rules as car_id); empty otherwise."""
     def __init__(
         self,
         *,
@@ -85,10 +88,11 @@ class CarStatus(_message.Message):
         battery: _builtins.float = ...,
         velocity: _builtins.float = ...,
         timestamp: _builtins.int = ...,
+        station_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "station_id", b"station_id", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

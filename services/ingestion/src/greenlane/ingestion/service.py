@@ -28,7 +28,7 @@ def now_ms() -> int:
 
 def to_state(msg: fleet_pb2.CarStatus, now: int) -> CarState:
     return validate_car_status(
-        msg.car_id, msg.lat, msg.lon, msg.battery, msg.velocity, msg.timestamp, now
+        msg.car_id, msg.lat, msg.lon, msg.battery, msg.velocity, msg.timestamp, now, msg.station_id
     )
 
 

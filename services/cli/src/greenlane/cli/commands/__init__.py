@@ -1,0 +1,1 @@
+"""One module per greenlane subcommand, each with add_parser() and main()."""
