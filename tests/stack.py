@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 
 async def read_topic(
-    bootstrap: str, topic: str, *, expect: int | None = None, timeout: float = 20.0
+    bootstrap: str, topic: str, *, expect: int | None = None, wait_seconds: float = 20.0
 ) -> list[dict[str, object]]:
     """Every event of a topic, from the beginning, across partitions (in offset order)."""
     consumer = AIOKafkaConsumer(
@@ -28,7 +28,7 @@ async def read_topic(
         ends = await consumer.end_offsets(tps)
         events: list[dict[str, object]] = []
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + wait_seconds
         while loop.time() < deadline:
             positions = {tp: await consumer.position(tp) for tp in tps}
             if all(positions[tp] >= ends[tp] for tp in tps) and (

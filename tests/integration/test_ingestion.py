@@ -61,7 +61,9 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
     topic: str,
 ) -> None:
     cars, per_car = 25, 40
-    sent = {f"car-{c:03d}": [status(f"car-{c:03d}", i) for i in range(per_car)] for c in range(cars)}
+    sent = {
+        f"car-{c:03d}": [status(f"car-{c:03d}", i) for i in range(per_car)] for c in range(cars)
+    }
 
     answers = await asyncio.gather(*(stream(stub, msgs) for msgs in sent.values()))
 
@@ -77,10 +79,15 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
         assert {e["_key"] for e in mine} == {car_id}
         assert len({e["_partition"] for e in mine}) == 1
         assert mine[-1] == {
-            "car_id": car_id, "lat": msgs[-1].lat, "lon": msgs[-1].lon,
-            "battery": msgs[-1].battery, "velocity": msgs[-1].velocity,
-            "timestamp": msgs[-1].timestamp, "event_type": "telemetry",
-            "_key": car_id, "_partition": mine[-1]["_partition"],
+            "car_id": car_id,
+            "lat": msgs[-1].lat,
+            "lon": msgs[-1].lon,
+            "battery": msgs[-1].battery,
+            "velocity": msgs[-1].velocity,
+            "timestamp": msgs[-1].timestamp,
+            "event_type": "telemetry",
+            "_key": car_id,
+            "_partition": mine[-1]["_partition"],
         }
     members = {m.decode() for m in await redis_client.zrange("fleet:locations", 0, -1)}
     assert members == set(sent)
@@ -143,7 +150,9 @@ INVALID = [
 ]
 
 
-@pytest.mark.parametrize(("field", "bad"), INVALID, ids=[f"{f}-{i}" for i, (f, _) in enumerate(INVALID)])
+@pytest.mark.parametrize(
+    ("field", "bad"), INVALID, ids=[f"{f}-{i}" for i, (f, _) in enumerate(INVALID)]
+)
 async def test_an_invalid_field_is_rejected_by_name_nothing_is_stored_and_the_stream_goes_on(
     stub: fleet_pb2_grpc.FleetTelemetryStub,
     redis_client: Redis,
@@ -195,9 +204,11 @@ async def test_a_batch_stores_its_valid_items_lists_the_rejected_and_keeps_car_o
     assert [(r.index, r.field) for r in batch.rejected] == [(5, "battery"), (20, "lon")]
     assert again[0].accepted == 1
     events = await read_topic(kafka_server.url, topic, expect=62)
-    expected = [m.timestamp for m in live] + [
-        m.timestamp for m in backlog if m.car_id == "car-gw" and m.battery <= 100
-    ] + [via_batch_stream.timestamp, final.timestamp]
+    expected = (
+        [m.timestamp for m in live]
+        + [m.timestamp for m in backlog if m.car_id == "car-gw" and m.battery <= 100]
+        + [via_batch_stream.timestamp, final.timestamp]
+    )
     assert [e["timestamp"] for e in events if e["car_id"] == "car-gw"] == expected
     assert {e["car_id"] for e in events} == {"car-gw"}
     state = await redis_client.hget("car:car-gw", "timestamp")
@@ -217,8 +228,12 @@ async def test_many_streams_are_batched_into_few_backend_writes(
 ) -> None:
     from greenlane.ingestion import metrics
 
-    flushes_before = metrics.FLUSH_STATUSES._sum.get(), sum(  # noqa: SLF001
-        b.get() for b in metrics.FLUSH_STATUSES._buckets  # noqa: SLF001
+    flushes_before = (
+        metrics.FLUSH_STATUSES._sum.get(),
+        sum(  # noqa: SLF001
+            b.get()
+            for b in metrics.FLUSH_STATUSES._buckets  # noqa: SLF001
+        ),
     )
     rng = random.Random(7)
     cars = [f"fleet-{i}" for i in range(200)]

@@ -34,7 +34,11 @@ async def drive(
             while time.monotonic() < stop_at:
                 i += 1
                 yield fleet_pb2.CarStatus(
-                    car_id=car_id, lat=40.75, lon=-73.98, battery=50, velocity=10,
+                    car_id=car_id,
+                    lat=40.75,
+                    lon=-73.98,
+                    battery=50,
+                    velocity=10,
                     timestamp=time.time_ns() // 1_000_000 + i,
                 )
                 await asyncio.sleep(0.05)
@@ -107,7 +111,9 @@ async def test_a_redis_outage_is_answered_unavailable_and_ingestion_recovers(
         statuses = [s for _, _, s in results]
         assert fleet_pb2.UNAVAILABLE in statuses
         last_unavailable = max(i for i, s in enumerate(statuses) if s == fleet_pb2.UNAVAILABLE)
-        assert fleet_pb2.ACCEPTED in statuses[last_unavailable:], "no recovery after Redis came back"
+        assert fleet_pb2.ACCEPTED in statuses[last_unavailable:], (
+            "no recovery after Redis came back"
+        )
         accepted = {(c, ts) for c, ts, s in results if s == fleet_pb2.ACCEPTED}
         events = await read_topic(kafka_server.url, topic, expect=len(accepted))
         assert accepted <= {(e["car_id"], e["timestamp"]) for e in events}

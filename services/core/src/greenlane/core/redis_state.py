@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from greenlane.core.events import CarState
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from greenlane.core.events import CarState
 
 FLEET_LOCATIONS_KEY: Final = "fleet:locations"
 STATIONS_LOCATIONS_KEY: Final = "stations:locations"

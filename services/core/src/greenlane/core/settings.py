@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from greenlane.core.errors import ConfigurationError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from greenlane.core.errors import ConfigurationError
 
 ENV_PREFIX = "GREENLANE_"
 DEV_TOKEN = "greenlane-secret-token"  # noqa: S105 - the documented dev token, embedded default only

@@ -1,0 +1,1 @@
+"""GreenLane grid service: the time-of-use electricity tariff over HTTP."""

@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from redis.asyncio import Redis
+
 from greenlane.core.errors import BackendUnavailable
 from greenlane.core.events import CarState
 from greenlane.core.redis_state import write_car_states
 from greenlane.core.telemetry import inject_trace_headers
 from greenlane.ingestion import metrics
-from opentelemetry import trace
-from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from redis.asyncio import Redis
+
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.telemetry import ProbeServer, probes_app
 from greenlane.ingestion import metrics
@@ -16,9 +20,6 @@ from greenlane.ingestion.pipeline import IngestPipeline
 from greenlane.ingestion.service import FleetTelemetryService
 from greenlane.ingestion.settings import IngestionSettings
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 

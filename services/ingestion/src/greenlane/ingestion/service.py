@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+
 from greenlane.core.errors import BackendUnavailable, InvalidField
 from greenlane.core.events import CarState, validate_car_status
 from greenlane.ingestion import metrics

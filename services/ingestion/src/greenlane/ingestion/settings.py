@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from greenlane.core.settings import BaseServiceSettings, TokenList, check_tokens, parse_tokens
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
+
+from greenlane.core.settings import BaseServiceSettings, TokenList, check_tokens, parse_tokens
 
 
 class IngestionSettings(BaseServiceSettings):

@@ -1,0 +1,131 @@
+"""Entry point: python -m greenlane.grid serves the tariff over HTTP until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Generator, Sequence
+from functools import partial
+
+import uvicorn
+
+from greenlane.core.errors import ConfigurationError
+from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.logs import setup_logging
+from greenlane.core.settings import load_settings
+from greenlane.core.telemetry import setup_tracing
+from greenlane.grid.app import create_app
+from greenlane.grid.settings import GridSettings
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to core's shutdown_event()."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn would replace the loop's handlers with its own and re-raise
+        # the signal on exit; the process's signals belong to lifecycle.
+        yield
+
+
+def _port(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
+    return int(value)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; they override the GREENLANE_* environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m greenlane.grid",
+        description=(
+            "GreenLane grid service: the time-of-use tariff over HTTP "
+            "(GET /api/pricing, /api/pricing/forecast, /healthz, /readyz, /metrics). "
+            "Configured by GREENLANE_* environment variables; stops cleanly on SIGTERM."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default: $GREENLANE_GRID_HOST)")
+    parser.add_argument(
+        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_GRID_PORT)"
+    )
+    return parser.parse_args(argv)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is a clear start-up error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port): "
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT, then drain in-flight requests and return 0."""
+    settings = load_settings(GridSettings)
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["grid_host"] = args.host
+    if args.port is not None:
+        overrides["grid_port"] = args.port
+    settings = settings.model_copy(update=overrides)
+    setup_logging("grid", settings.log_level, settings.log_format)
+    provider = setup_tracing("grid")
+    stop = shutdown_event()
+    try:
+        sock = _bind(settings.grid_host, settings.grid_port)
+        config = uvicorn.Config(
+            create_app(settings),
+            log_config=None,  # keep the logging set up above
+            access_log=False,  # requests are counted in /metrics and traced
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        server = _Server(config)
+        with sock:
+            host, port = sock.getsockname()[:2]
+            log.info(
+                "grid service listening on http://%s:%s (tariff time zone %s)",
+                host,
+                port,
+                settings.tariff_timezone,
+            )
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                server.should_exit = True
+                stopping.cancel()
+                await serving
+        if not stop.is_set():
+            log.error("grid server stopped without being asked to")
+            return 1
+        log.info("grid service stopped")
+        return 0
+    finally:
+        await asyncio.to_thread(provider.shutdown)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = parse_args(argv)
+    run_service(partial(main, args))
+
+
+if __name__ == "__main__":
+    run()
