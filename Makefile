@@ -1,0 +1,55 @@
+# GreenLane: `make dev` runs the platform locally, `make test` runs the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: help setup dev test test-unit test-integration lint format proto proto-check bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(UV):
+	@python3 -m venv $(TOOLS)/uv
+	@$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+$(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard services/*/pyproject.toml)
+	@$(UV) sync --frozen --quiet
+	@touch $@
+
+setup: $(VENV)/.synced ## create .venv with every service, the tools and the greenlane command
+
+dev: setup ## run the whole platform locally (embedded servers, services, 50 simulated cars)
+	@$(VENV)/bin/greenlane dev $(ARGS)
+
+test: setup ## run every test (unit and integration, on real embedded servers)
+	@$(PY) -m pytest $(ARGS)
+
+test-unit: setup ## only the tests that need no server
+	@$(PY) -m pytest services $(ARGS)
+
+lint: setup proto-check ## ruff, formatting, mypy strict
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy
+
+format: setup ## apply ruff fixes and formatting
+	@$(VENV)/bin/ruff check --fix .
+	@$(VENV)/bin/ruff format .
+
+proto: setup ## regenerate the protobuf and gRPC code from proto/
+	@PYTHON=$(PY) bash scripts/gen_proto.sh
+
+proto-check: setup ## fail when the committed generated code is stale
+	@PYTHON=$(PY) bash scripts/gen_proto.sh --check
+
+bench: setup ## throughput and latency benchmarks (prints figures and ratios)
+	@$(PY) -m bench $(ARGS)
+
+clean: ## remove the environment, tools and local data
+	rm -rf $(VENV) $(TOOLS) .greenlane .pytest_cache .mypy_cache .ruff_cache

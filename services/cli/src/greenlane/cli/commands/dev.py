@@ -1,0 +1,230 @@
+"""`greenlane dev`: the whole platform on this machine, with a simulated fleet."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from greenlane.cli.devstack import DevStack, Ports, available, simulator_summary
+from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
+from greenlane.core.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def _positive(kind: type[int] | type[float], *, zero: bool) -> Any:
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else '> 0'}")
+        return value
+
+    return parse
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "dev",
+        help="run the whole platform locally (embedded servers, services, simulated fleet)",
+        description="Start Valkey, PostgreSQL and a Kafka-API broker as child processes "
+        "(unless GREENLANE_REDIS_URL, GREENLANE_DATABASE_URL or "
+        "GREENLANE_KAFKA_BOOTSTRAP_SERVERS point at running ones), apply migrations, "
+        "start every service and a simulated fleet. Ctrl+C stops everything.",
+    )
+    p.add_argument(
+        "--cars",
+        type=_positive(int, zero=True),
+        default=50,
+        help="simulated cars (0: no simulator; default 50)",
+    )
+    p.add_argument(
+        "--interval",
+        type=_positive(float, zero=False),
+        default=2.0,
+        help="seconds between two updates of a car (default 2)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive(float, zero=False),
+        default=None,
+        help="stop after this many seconds and print a summary",
+    )
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".greenlane"),
+        help="data, logs and dev.env (default .greenlane/)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+
+
+def _services() -> list[str]:
+    wanted = ["grid", "ingestion", "pricing_worker"]
+    return [s for s in wanted if available(f"greenlane.{s}.__main__")]
+
+
+def _endpoints(stack: DevStack, services: list[str]) -> Table:
+    p = stack.ports
+    table = Table(title="GreenLane dev platform", title_justify="left")
+    table.add_column("what")
+    table.add_column("where")
+    rows = [
+        ("Redis (Valkey)", stack.settings["GREENLANE_REDIS_URL"]),
+        ("Kafka API (Tansu)", stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"]),
+        ("PostgreSQL", stack.settings["GREENLANE_DATABASE_URL"]),
+    ]
+    if "ingestion" in services:
+        rows += [
+            ("ingestion gRPC", f"127.0.0.1:{p.ingestion}  (x-api-token: the dev token)"),
+            ("ingestion metrics", f"http://127.0.0.1:{p.ingestion_metrics}/metrics"),
+        ]
+    if "grid" in services:
+        rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
+    if "pricing_worker" in services:
+        rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
+    rows += [
+        ("settings", f"source {stack.workdir / 'dev.env'}"),
+        ("logs", str(stack.logs)),
+    ]
+    for what, where in rows:
+        table.add_row(what, where)
+    return table
+
+
+async def _counts(stack: DevStack) -> tuple[int, int]:
+    """Cars in fleet:locations and events in fleet-events: proof the data flows."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(stack.settings["GREENLANE_REDIS_URL"], socket_timeout=2)
+    try:
+        cars = int(await redis.zcard("fleet:locations"))
+    finally:
+        await redis.aclose()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
+        request_timeout_ms=5000,
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        parts = consumer.partitions_for_topic("fleet-events") or set()
+        tps = [TopicPartition("fleet-events", p) for p in parts]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        events = int(sum(ends.values()))
+    finally:
+        await consumer.stop()
+    return cars, events
+
+
+async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    simulator = (
+        stack.start_simulator(args.cars, args.interval, args.duration) if args.cars else None
+    )
+    last_line = 0.0
+    while not stop.is_set():
+        if args.duration is not None and time.monotonic() - started >= args.duration:
+            break
+        dead = stack.dead_children()
+        if dead:
+            child = dead[0]
+            console.print(
+                f"[red]{child.name} exited with code {child.proc.returncode}; "
+                f"see {child.log_path}[/red]"
+            )
+            return 1
+        if not args.quiet and time.monotonic() - last_line >= 5:
+            last_line = time.monotonic()
+            try:
+                cars, events = await _counts(stack)
+                console.print(
+                    f"[dim]{time.strftime('%H:%M:%S')}[/dim]  cars in fleet:locations: "
+                    f"[bold]{cars}[/bold]  events in fleet-events: [bold]{events}[/bold]"
+                )
+            except Exception as exc:  # a status line must never stop the platform
+                console.print(f"[yellow]status unavailable: {exc}[/yellow]")
+        try:
+            await asyncio.wait_for(stop.wait(), 0.5)
+        except TimeoutError:
+            pass
+    if simulator is not None:
+        # SIGINT lets the simulator print its summary before the services go.
+        await asyncio.to_thread(stop_process, simulator.proc, signal.SIGINT, 20.0)
+        stack.children.remove(simulator)
+    cars, events = await _counts(stack)
+    summary = simulator_summary(stack.workdir) or {}
+    table = Table(title="Summary", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("ran for", f"{time.monotonic() - started:.1f} s")
+    for key in ("sent", "accepted", "rejected", "unavailable", "errors"):
+        if key in summary:
+            table.add_row(f"simulator {key}", str(summary[key]))
+    for key in ("ack_latency_p50_ms", "ack_latency_p99_ms"):
+        if key in summary:
+            table.add_row(key.replace("_", " "), f"{summary[key]}")
+    table.add_row("cars in fleet:locations", str(cars))
+    table.add_row("events in fleet-events", str(events))
+    console.print(table)
+    if args.cars and (cars == 0 or events == 0):
+        console.print("[red]no data reached Redis and Kafka: see the logs above[/red]")
+        return 1
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    setup_logging("dev", os.environ.get("GREENLANE_LOG_LEVEL", "INFO"), "human")
+    console = Console(stderr=False)
+    try:
+        ports = Ports.from_env(dict(os.environ))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    stack = DevStack(args.workdir.resolve(), ports, dict(os.environ))
+    services = _services()
+    try:
+        stack.check_ports(services)
+        stack.start_servers()
+        env_file = stack.write_env_file()
+        _migrate(stack, console)
+        stack.start_services(services)
+        console.print(_endpoints(stack, services))
+        console.print(f"[green]platform up[/green]; settings in {env_file}. Ctrl+C stops it.")
+        return asyncio.run(_watch(stack, args, console))
+    except PortInUse as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 2
+    except ServerFailed as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        with console.status("stopping every process…"):
+            stack.stop()
+        console.print("stopped; no process left running.")
+
+
+def _migrate(stack: DevStack, console: Console) -> None:
+    from greenlane.core.migrations import apply_migrations
+
+    applied = apply_migrations(stack.settings["GREENLANE_DATABASE_URL"])
+    console.print(f"migrations: {', '.join(applied) if applied else 'schema up to date'}")

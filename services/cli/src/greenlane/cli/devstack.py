@@ -1,0 +1,278 @@
+"""The embedded platform behind `greenlane dev`: servers, migrations, services, simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from greenlane.cli.embedded import (
+    EmbeddedKafka,
+    EmbeddedPostgres,
+    EmbeddedRedis,
+    EmbeddedServer,
+    ServerFailed,
+    require_free_port,
+    spawn,
+    stop_process,
+)
+from greenlane.core.settings import DEV_TOKEN
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Every local port of the embedded platform; each can be moved by a variable."""
+
+    redis: int = 6379
+    kafka: int = 19092
+    postgres: int = 5432
+    ingestion: int = 50051
+    grid: int = 8081
+    ingestion_metrics: int = 9101
+    pricing_metrics: int = 9102
+
+    VARIABLES = {
+        "redis": "GREENLANE_DEV_REDIS_PORT",
+        "kafka": "GREENLANE_DEV_KAFKA_PORT",
+        "postgres": "GREENLANE_DEV_POSTGRES_PORT",
+        "ingestion": "GREENLANE_INGESTION_PORT",
+        "grid": "GREENLANE_GRID_PORT",
+        "ingestion_metrics": "GREENLANE_DEV_INGESTION_METRICS_PORT",
+        "pricing_metrics": "GREENLANE_DEV_PRICING_METRICS_PORT",
+    }
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Ports:
+        values: dict[str, int] = {}
+        for name, variable in cls.VARIABLES.items():
+            raw = env.get(variable)
+            if raw is None:
+                continue
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ValueError(f"{variable}: {raw!r} is not a port number (1-65535)")
+            values[name] = int(raw)
+        return cls(**values)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    ready_url: str | None = None
+    required: bool = True
+
+
+@dataclass
+class DevStack:
+    """Starts what is missing, remembers what it started, stops it all in reverse order."""
+
+    workdir: Path
+    ports: Ports
+    env: dict[str, str]
+    servers: list[EmbeddedServer] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def logs(self) -> Path:
+        return self.workdir / "logs"
+
+    def check_ports(self, services: list[str]) -> None:
+        """Fail before starting anything when a port we need is taken."""
+        wanted = [
+            ("redis", "Redis (Valkey)", "GREENLANE_REDIS_URL" not in self.env),
+            ("kafka", "the Kafka broker", "GREENLANE_KAFKA_BOOTSTRAP_SERVERS" not in self.env),
+            ("postgres", "PostgreSQL", "GREENLANE_DATABASE_URL" not in self.env),
+            ("ingestion", "the ingestion gRPC server", "ingestion" in services),
+            ("ingestion_metrics", "ingestion metrics", "ingestion" in services),
+            ("grid", "the grid service", "grid" in services),
+            ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
+        ]
+        for key, what, needed in wanted:
+            if needed:
+                require_free_port(getattr(self.ports, key), what, Ports.VARIABLES[key])
+
+    def start_servers(self) -> None:
+        """Embedded servers, unless GREENLANE_*_URL settings point at running ones."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        data = self.workdir / "data"
+        if url := self.env.get("GREENLANE_REDIS_URL"):
+            self.settings["GREENLANE_REDIS_URL"] = url
+        else:
+            self._start(EmbeddedRedis(self.ports.redis, data))
+            self.settings["GREENLANE_REDIS_URL"] = self.servers[-1].url
+        if url := self.env.get("GREENLANE_KAFKA_BOOTSTRAP_SERVERS"):
+            self.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"] = url
+        else:
+            self._start(EmbeddedKafka(self.ports.kafka, data))
+            self.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"] = self.servers[-1].url
+        if url := self.env.get("GREENLANE_DATABASE_URL"):
+            self.settings["GREENLANE_DATABASE_URL"] = url
+        else:
+            self._start(EmbeddedPostgres(self.ports.postgres, data))
+            self.settings["GREENLANE_DATABASE_URL"] = self.servers[-1].url
+        self.settings.update(
+            {
+                "GREENLANE_ENVIRONMENT": "development",
+                "GREENLANE_API_TOKENS": self.env.get("GREENLANE_API_TOKENS", DEV_TOKEN),
+                "GREENLANE_API_TOKEN": self.env.get("GREENLANE_API_TOKEN", DEV_TOKEN),
+                "GREENLANE_INGESTION_ADDR": f"127.0.0.1:{self.ports.ingestion}",
+                "GREENLANE_GRID_URL": f"http://127.0.0.1:{self.ports.grid}",
+            }
+        )
+
+    def _start(self, server: EmbeddedServer) -> None:
+        log.info("starting %s on port %d", server.name, server.port)
+        server.start()
+        self.servers.append(server)
+
+    def write_env_file(self) -> Path:
+        """`.greenlane/dev.env`: GREENLANE_…=value lines to source in a shell."""
+        path = self.workdir / "dev.env"
+        lines = ["# Written by `greenlane dev`: source it to reach the running platform."]
+        lines += [f"{k}={v}" for k, v in sorted(self.settings.items())]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def child_env(self, **extra: str) -> dict[str, str]:
+        env = {**self.env, **self.settings, "GREENLANE_LOG_FORMAT": "human", **extra}
+        return env
+
+    def start_service(
+        self, name: str, module: str, ready_url: str | None, extra: dict[str, str]
+    ) -> None:
+        log_path = self.logs / f"{name}.log"
+        proc = spawn([sys.executable, "-m", module], log_path, env=self.child_env(**extra))
+        self.children.append(Child(name, proc, log_path, ready_url))
+
+    def start_services(self, services: list[str]) -> None:
+        p = self.ports
+        if "grid" in services:
+            self.start_service(
+                "grid",
+                "greenlane.grid",
+                f"http://127.0.0.1:{p.grid}/readyz",
+                {"GREENLANE_GRID_HOST": "127.0.0.1", "GREENLANE_GRID_PORT": str(p.grid)},
+            )
+        if "ingestion" in services:
+            self.start_service(
+                "ingestion",
+                "greenlane.ingestion",
+                f"http://127.0.0.1:{p.ingestion_metrics}/readyz",
+                {
+                    "GREENLANE_INGESTION_HOST": "127.0.0.1",
+                    "GREENLANE_INGESTION_PORT": str(p.ingestion),
+                    "GREENLANE_METRICS_HOST": "127.0.0.1",
+                    "GREENLANE_METRICS_PORT": str(p.ingestion_metrics),
+                },
+            )
+        if "pricing_worker" in services:
+            self.start_service(
+                "pricing_worker",
+                "greenlane.pricing_worker",
+                f"http://127.0.0.1:{p.pricing_metrics}/readyz",
+                {
+                    "GREENLANE_METRICS_HOST": "127.0.0.1",
+                    "GREENLANE_METRICS_PORT": str(p.pricing_metrics),
+                },
+            )
+        self.wait_ready(60.0)
+
+    def wait_ready(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        for child in self.children:
+            if child.ready_url is None:
+                continue
+            while True:
+                if child.proc.poll() is not None:
+                    raise ServerFailed(
+                        f"{child.name} exited with code {child.proc.returncode}; "
+                        f"last lines of {child.log_path}:\n{tail(child.log_path)}"
+                    )
+                with contextlib.suppress(OSError):
+                    with urllib.request.urlopen(child.ready_url, timeout=1) as resp:  # noqa: S310
+                        if resp.status == 200:
+                            break
+                if time.monotonic() > deadline:
+                    raise ServerFailed(
+                        f"{child.name} was not ready after {limit:.0f}s; "
+                        f"last lines of {child.log_path}:\n{tail(child.log_path)}"
+                    )
+                time.sleep(0.2)
+
+    def start_simulator(self, cars: int, interval: float, duration: float | None) -> Child:
+        argv = [
+            sys.executable,
+            "-m",
+            "greenlane.simulator",
+            "--cars",
+            str(cars),
+            "--interval",
+            str(interval),
+            "--json",
+            "--no-progress",
+        ]
+        if duration is not None:
+            argv += ["--duration", str(duration)]
+        log_path = self.logs / "simulator.log"
+        out = self.workdir / "simulator-summary.json"
+        out.unlink(missing_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with out.open("wb") as stdout, log_path.open("ab") as stderr:
+            proc = subprocess.Popen(  # noqa: S603
+                argv,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                env=self.child_env(),
+                process_group=0,
+            )
+        child = Child("simulator", proc, log_path, required=False)
+        self.children.append(child)
+        return child
+
+    def dead_children(self) -> list[Child]:
+        return [c for c in self.children if c.required and c.proc.poll() is not None]
+
+    def stop(self) -> None:
+        """Children first (they drain into the servers), then the servers."""
+        for child in reversed(self.children):
+            sig = signal.SIGINT if child.name == "simulator" else signal.SIGTERM
+            stop_process(child.proc, sig, grace=15.0)
+        self.children.clear()
+        for server in reversed(self.servers):
+            server.stop()
+        self.servers.clear()
+
+
+def tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def simulator_summary(workdir: Path) -> dict[str, object] | None:
+    path = workdir / "simulator-summary.json"
+    with contextlib.suppress(OSError, ValueError):
+        text = path.read_text().strip()
+        if text:
+            data = json.loads(text.splitlines()[-1])
+            if isinstance(data, dict):
+                return data
+    return None
