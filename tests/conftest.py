@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, free_port
 
@@ -45,7 +45,9 @@ def postgres_server(stack_dir: Path) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture
 async def redis_client(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server.url)
+    # Many concurrent callers wait for one of 50 connections instead of failing.
+    pool = BlockingConnectionPool.from_url(redis_server.url, max_connections=50, timeout=10)
+    client = Redis.from_pool(pool)
     await client.flushdb()
     yield client
     await client.aclose()
@@ -70,6 +72,7 @@ def ingestion_settings(redis_url: str, kafka_url: str, topic: str, **overrides: 
         "ingestion_port": 0,
         "metrics_host": "127.0.0.1",
         "metrics_port": 0,
+        "booking_api_port": 0,
     }
     values.update(overrides)
     return IngestionSettings(**values)  # type: ignore[arg-type]

@@ -65,6 +65,7 @@ class CarStatus(_message.Message):
     VELOCITY_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STATION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_BOOKING_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     """1 to 64 characters of [A-Za-z0-9_.:-]."""
     lat: _builtins.float
@@ -79,6 +80,8 @@ class CarStatus(_message.Message):
     """Unix milliseconds when the car measured this status."""
     station_id: _builtins.str
     """Set while the car is plugged in at a station (same rules as car_id); empty otherwise."""
+    request_booking: _builtins.bool
+    """Ask for a charging-slot booking now, whatever the battery level."""
     def __init__(
         self,
         *,
@@ -89,10 +92,11 @@ class CarStatus(_message.Message):
         velocity: _builtins.float = ...,
         timestamp: _builtins.int = ...,
         station_id: _builtins.str = ...,
+        request_booking: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "station_id", b"station_id", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -129,6 +133,7 @@ class BookingResponse(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     FIELD_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
+    BOOKING_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     status: Global___ResponseStatus.ValueType
     message: _builtins.str
@@ -137,6 +142,10 @@ class BookingResponse(_message.Message):
     """On rejection: the name of the offending CarStatus field."""
     timestamp: _builtins.int
     """Echo of the acknowledged CarStatus.timestamp, to correlate answers."""
+    @_builtins.property
+    def booking(self) -> Global___Booking:
+        """With BOOKED: the car's active booking."""
+
     def __init__(
         self,
         *,
@@ -145,14 +154,59 @@ class BookingResponse(_message.Message):
         message: _builtins.str = ...,
         field: _builtins.str = ...,
         timestamp: _builtins.int = ...,
+        booking: Global___Booking | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["car_id", b"car_id", "field", b"field", "message", b"message", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "car_id", b"car_id", "field", b"field", "message", b"message", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookingResponse: _TypeAlias = BookingResponse  # noqa: Y015
+
+@_typing.final
+class Booking(_message.Message):
+    """A reserved charging slot, held until `expires_at` unless fulfilled or cancelled."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOOKING_ID_FIELD_NUMBER: _builtins.int
+    STATION_ID_FIELD_NUMBER: _builtins.int
+    STATION_NAME_FIELD_NUMBER: _builtins.int
+    LAT_FIELD_NUMBER: _builtins.int
+    LON_FIELD_NUMBER: _builtins.int
+    DISTANCE_M_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    POWER_KW_FIELD_NUMBER: _builtins.int
+    booking_id: _builtins.str
+    station_id: _builtins.str
+    station_name: _builtins.str
+    lat: _builtins.float
+    lon: _builtins.float
+    distance_m: _builtins.float
+    """From the car's position when it was (last) answered."""
+    expires_at: _builtins.int
+    """Unix milliseconds."""
+    power_kw: _builtins.float
+    def __init__(
+        self,
+        *,
+        booking_id: _builtins.str = ...,
+        station_id: _builtins.str = ...,
+        station_name: _builtins.str = ...,
+        lat: _builtins.float = ...,
+        lon: _builtins.float = ...,
+        distance_m: _builtins.float = ...,
+        expires_at: _builtins.int = ...,
+        power_kw: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_id", b"booking_id", "distance_m", b"distance_m", "expires_at", b"expires_at", "lat", b"lat", "lon", b"lon", "power_kw", b"power_kw", "station_id", b"station_id", "station_name", b"station_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Booking: _TypeAlias = Booking  # noqa: Y015
 
 @_typing.final
 class RejectedItem(_message.Message):

@@ -53,3 +53,12 @@ BACKEND_ERRORS = Counter(
     ["backend"],
 )
 PENDING = Gauge("greenlane_ingestion_pending_statuses", "Statuses waiting for a flush.")
+BOOKINGS = Counter(
+    "greenlane_ingestion_bookings_total",
+    "Booking outcomes: created, no_capacity, fulfilled, cancelled, expired.",
+    ["outcome"],
+)
+BOOKING_ERRORS = Counter(
+    "greenlane_ingestion_booking_errors_total",
+    "Booking round trips or booking events that failed (the status itself was stored).",
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,12 +11,15 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.telemetry import ProbeServer, probes_app
 from greenlane.ingestion import metrics
+from greenlane.ingestion.api import create_api
 from greenlane.ingestion.auth import TokenAuthInterceptor
+from greenlane.ingestion.booking import BookingStore
+from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.pipeline import IngestPipeline
 from greenlane.ingestion.service import FleetTelemetryService
 from greenlane.ingestion.settings import IngestionSettings
@@ -37,11 +41,18 @@ class RunningServer:
     health: health.aio.HealthServicer
     redis: Redis
     producer: object
+    api: ProbeServer
+    desk: BookingDesk
+    sweeper: asyncio.Task[None]
 
     async def stop(self, grace: float) -> None:
         """Refuse new calls, let open ones finish within grace, drain the pipeline."""
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
+        self.sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.sweeper
+        await self.api.stop()
         await self.pipeline.close()
         await self.producer.stop()  # type: ignore[attr-defined]
         await self.redis.aclose()
@@ -49,7 +60,15 @@ class RunningServer:
 
 
 async def start_server(settings: IngestionSettings) -> RunningServer:
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    # Callers wait for a free connection (bounded) rather than fail when all are busy.
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=64,
+        timeout=5,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
+    redis = Redis.from_pool(pool)
     producer = make_producer(settings.kafka_bootstrap_servers, client_id="greenlane-ingestion")
 
     async def ready() -> Mapping[str, bool]:
@@ -81,6 +100,23 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         max_pending=settings.max_pending,
     )
     pipeline.start()
+    desk = BookingDesk(
+        BookingStore(
+            redis,
+            ttl_ms=int(settings.booking_ttl_seconds * 1000),
+            radii_km=settings.radii,
+            max_candidates=settings.booking_max_candidates,
+        ),
+        redis,
+        producer,
+        settings.fleet_events_topic,
+        threshold=settings.booking_threshold_percent,
+    )
+    api = ProbeServer(
+        create_api(desk, settings.api_tokens), settings.ingestion_host, settings.booking_api_port
+    )
+    await api.start()
+    sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))
 
     server = grpc.aio.server(
         interceptors=[
@@ -95,6 +131,7 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
     fleet_pb2_grpc.add_FleetTelemetryServicer_to_server(
         FleetTelemetryService(
             pipeline,
+            desk=desk,
             max_in_flight=settings.max_in_flight_per_stream,
             max_batch=settings.max_batch_statuses,
         ),
@@ -116,9 +153,22 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     serving.set()
     log.info(
-        "ingestion listening on %s:%d (metrics on :%d)",
+        "ingestion listening on %s:%d (booking API on :%d, metrics on :%d)",
         settings.ingestion_host,
         port,
+        api.port,
         probes.port,
     )
-    return RunningServer(server, port, probes, pipeline, health_servicer, redis, producer)
+    return RunningServer(
+        server, port, probes, pipeline, health_servicer, redis, producer, api, desk, sweeper
+    )
+
+
+async def _sweep_forever(desk: BookingDesk, every: float) -> None:
+    """Expired bookings give their slot back even at stations nobody asks about."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await desk.sweep()
+        except Exception as exc:  # Redis down: the next sweep catches up
+            log.warning("booking sweep failed: %s", type(exc).__name__)

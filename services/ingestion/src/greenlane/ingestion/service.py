@@ -13,6 +13,7 @@ import grpc
 from greenlane.core.errors import BackendUnavailable, InvalidField
 from greenlane.core.events import CarState, validate_car_status
 from greenlane.ingestion import metrics
+from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.pipeline import IngestPipeline
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -44,6 +45,13 @@ def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.Booking
     )
 
 
+# A stream's answer queue: the request, its validated state, and its outcome to await
+# (or the rejection to send as it is).
+_Entry = tuple[
+    fleet_pb2.CarStatus, CarState | None, "asyncio.Future[None] | fleet_pb2.BookingResponse"
+]
+
+
 def _discard_outcome(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
         fut.exception()  # marks it retrieved: the stream that wanted it is gone
@@ -53,9 +61,15 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
     """The three FleetTelemetry calls share one validation and one pipeline."""
 
     def __init__(
-        self, pipeline: IngestPipeline, *, max_in_flight: int = 1000, max_batch: int = 10_000
+        self,
+        pipeline: IngestPipeline,
+        *,
+        desk: BookingDesk | None = None,
+        max_in_flight: int = 1000,
+        max_batch: int = 10_000,
     ) -> None:
         self._pipeline = pipeline
+        self._desk = desk
         self._max_in_flight = max_in_flight
         self._max_batch = max_batch
 
@@ -65,9 +79,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatus, fleet_pb2.BookingResponse],
     ) -> AsyncIterator[fleet_pb2.BookingResponse]:
         # Reading runs ahead of answering (pipelining); answers keep request order.
-        answers: asyncio.Queue[
-            tuple[fleet_pb2.CarStatus, asyncio.Future[None] | fleet_pb2.BookingResponse] | None
-        ] = asyncio.Queue(self._max_in_flight)
+        answers: asyncio.Queue[_Entry | None] = asyncio.Queue(self._max_in_flight)
         reader = asyncio.create_task(self._read_statuses(request_iterator, answers))
         metrics.OPEN_STREAMS.inc()
         try:
@@ -75,7 +87,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 entry = await answers.get()
                 if entry is None:
                     break
-                msg, outcome = entry
+                msg, state, outcome = entry
                 if isinstance(outcome, fleet_pb2.BookingResponse):
                     yield outcome
                     continue
@@ -91,6 +103,21 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     )
                     continue
                 metrics.STATUSES_ACCEPTED.inc()
+                desk = self._desk
+                if (
+                    state is not None
+                    and desk is not None
+                    and desk.concerns(state, msg.request_booking)
+                ):
+                    answer = await desk.handle(state, msg.request_booking)
+                    yield fleet_pb2.BookingResponse(
+                        car_id=msg.car_id,
+                        status=answer.status,
+                        message=answer.message,
+                        timestamp=msg.timestamp,
+                        booking=answer.booking,
+                    )
+                    continue
                 yield fleet_pb2.BookingResponse(
                     car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
                 )
@@ -104,15 +131,13 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
             # The client left with answers outstanding: their outcomes are nobody's now.
             while not answers.empty():
                 entry = answers.get_nowait()
-                if entry is not None and isinstance(entry[1], asyncio.Future):
-                    entry[1].add_done_callback(_discard_outcome)
+                if entry is not None and isinstance(entry[2], asyncio.Future):
+                    entry[2].add_done_callback(_discard_outcome)
 
     async def _read_statuses(
         self,
         request_iterator: AsyncIterator[fleet_pb2.CarStatus],
-        answers: asyncio.Queue[
-            tuple[fleet_pb2.CarStatus, asyncio.Future[None] | fleet_pb2.BookingResponse] | None
-        ],
+        answers: asyncio.Queue[_Entry | None],
     ) -> None:
         received = metrics.STATUSES_RECEIVED.labels("stream")
         try:
@@ -122,7 +147,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 try:
                     state = to_state(msg, now_ms())
                 except InvalidField as err:
-                    await answers.put((msg, _rejection(msg, err)))
+                    await answers.put((msg, None, _rejection(msg, err)))
                     continue
                 try:
                     await self._pipeline.wait_for_space()
@@ -130,7 +155,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 except BackendUnavailable as exc:
                     fut = asyncio.get_running_loop().create_future()
                     fut.set_exception(exc)
-                await answers.put((msg, fut))
+                await answers.put((msg, state, fut))
         finally:
             await answers.put(None)
 

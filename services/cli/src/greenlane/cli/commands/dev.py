@@ -178,9 +178,11 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
     for key in ("sent", "accepted", "rejected", "unavailable", "errors"):
         if key in summary:
             table.add_row(f"simulator {key}", str(summary[key]))
-    for key in ("ack_latency_p50_ms", "ack_latency_p99_ms"):
-        if key in summary:
-            table.add_row(key.replace("_", " "), f"{summary[key]}")
+    latency = summary.get("latency_ms")
+    if isinstance(latency, dict):
+        for key in ("p50", "p99"):
+            if latency.get(key) is not None:
+                table.add_row(f"acknowledgement latency {key}", f"{latency[key]:.1f} ms")
     table.add_row("cars in fleet:locations", str(cars))
     table.add_row("events in fleet-events", str(events))
     console.print(table)
@@ -205,6 +207,7 @@ def main(args: argparse.Namespace) -> int:
         stack.start_servers()
         env_file = stack.write_env_file()
         _migrate(stack, console)
+        _load_stations(stack, console)
         stack.start_services(services)
         console.print(_endpoints(stack, services))
         console.print(f"[green]platform up[/green]; settings in {env_file}. Ctrl+C stops it.")
@@ -221,6 +224,24 @@ def main(args: argparse.Namespace) -> int:
         with console.status("stopping every process…"):
             stack.stop()
         console.print("stopped; no process left running.")
+
+
+def _load_stations(stack: DevStack, console: Console) -> None:
+    from redis.asyncio import Redis
+
+    from greenlane.core.stations import load_stations, parse_stations
+
+    path = Path(os.environ.get("GREENLANE_DEV_STATIONS_FILE", "data/stations/manhattan.csv"))
+    stations = parse_stations(path.read_text())
+
+    async def load() -> int:
+        client = Redis.from_url(stack.settings["GREENLANE_REDIS_URL"])
+        try:
+            return await load_stations(client, stations)
+        finally:
+            await client.aclose()
+
+    console.print(f"stations: {asyncio.run(load())} loaded from {path}")
 
 
 def _migrate(stack: DevStack, console: Console) -> None:

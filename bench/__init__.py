@@ -1,0 +1,1 @@
+"""GreenLane benchmarks: `make bench` (python -m bench) prints figures and ratios."""

@@ -1,0 +1,302 @@
+"""`make bench`: ingestion throughput and latency next to the raw ceilings of the same run.
+
+Servers and load generator share this machine, so absolute figures are noisy:
+the ratios, measured in one run on the same servers, are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from greenlane.cli.embedded import (
+    EmbeddedKafka,
+    EmbeddedRedis,
+    free_port,
+    spawn,
+    stop_process,
+    wait_for_port,
+)
+from greenlane.core.events import CarState
+from greenlane.core.kafka import make_producer
+from greenlane.core.redis_state import write_car_states
+
+TOKEN = "greenlane-secret-token"
+console = Console()
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+def simulate(target: str, *args: str, seconds: float) -> dict[str, Any]:
+    """Run the simulator as its own process (its own core) and return its JSON summary."""
+    argv = [
+        sys.executable,
+        "-m",
+        "greenlane.simulator",
+        "--target",
+        target,
+        "--json",
+        "--no-progress",
+        "--seed",
+        "1",
+        "--duration",
+        str(seconds),
+        "--log-level",
+        "WARNING",
+        *args,
+    ]
+    env = {**os.environ, "GREENLANE_API_TOKEN": TOKEN}
+    out = subprocess.run(argv, capture_output=True, env=env, check=False, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"simulator failed ({out.returncode}): {out.stderr.decode()[-600:]}")
+    result: dict[str, Any] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+def rate(summary: dict[str, Any], key: str = "accepted") -> float:
+    return float(summary[key]) / float(summary["elapsed_s"])
+
+
+def start_ingestion(
+    workdir: Path, redis_url: str, kafka: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    port, metrics = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GREENLANE_API_TOKENS": TOKEN,
+        "GREENLANE_REDIS_URL": redis_url,
+        "GREENLANE_KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "GREENLANE_INGESTION_HOST": "127.0.0.1",
+        "GREENLANE_INGESTION_PORT": str(port),
+        "GREENLANE_METRICS_HOST": "127.0.0.1",
+        "GREENLANE_METRICS_PORT": str(metrics),
+        "GREENLANE_LOG_LEVEL": "WARNING",
+    }
+    proc = spawn([sys.executable, "-m", "greenlane.ingestion"], workdir / "ingestion.log", env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc, f"127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    stop_process(proc)
+    raise RuntimeError("ingestion did not become ready; see " + str(workdir / "ingestion.log"))
+
+
+def start_echo(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = spawn(
+        [sys.executable, "-m", "bench.echo_server", str(port)],
+        workdir / "echo.log",
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    if not wait_for_port(port, 20, proc):
+        raise RuntimeError("echo server did not start")
+    return proc, f"127.0.0.1:{port}"
+
+
+def states(n: int, offset: int = 0) -> list[CarState]:
+    now = int(time.time() * 1000)
+    return [
+        CarState(f"bench-{(i + offset) % 5000}", 40.75, -73.98, 50.0, 30.0, now + i)
+        for i in range(n)
+    ]
+
+
+async def redis_ceiling(url: str, seconds: float) -> tuple[float, float]:
+    """Statuses/s written by the hand-packed writer, and by a redis-py pipeline."""
+    client = Redis.from_url(url)
+    batch = states(1000)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        await write_car_states(client, batch)
+        done += len(batch)
+    packed = done / (time.perf_counter() - start)
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        pipe = client.pipeline(transaction=False)
+        pipe.geoadd("fleet:locations", [v for s in batch for v in (s.lon, s.lat, s.car_id)])
+        for s in batch:
+            pipe.hset(
+                f"car:{s.car_id}",
+                mapping={
+                    "battery": s.battery,
+                    "velocity": s.velocity,
+                    "timestamp": s.timestamp,
+                    "lat": s.lat,
+                    "lon": s.lon,
+                    "station_id": s.station_id,
+                },
+            )
+        await pipe.execute()
+        done += len(batch)
+    plain = done / (time.perf_counter() - start)
+    await client.aclose()
+    return packed, plain
+
+
+async def kafka_ceiling(bootstrap: str, messages: int) -> float:
+    producer = make_producer(bootstrap, client_id="bench")
+    await producer.start()
+    try:
+        batch = states(messages)
+        start = time.perf_counter()
+        futures = [
+            await producer.send("bench-ceiling", s.to_json(), key=s.car_id.encode()) for s in batch
+        ]
+        await asyncio.gather(*futures)
+        return messages / (time.perf_counter() - start)
+    finally:
+        await producer.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--streams", type=int, default=2000, help="concurrent streams (2000)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds per run (15)")
+    parser.add_argument("--quick", action="store_true", help="200 streams, 5 s runs")
+    args = parser.parse_args()
+    streams, seconds = (200, 5.0) if args.quick else (args.streams, args.seconds)
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="greenlane-bench-") as tmp:
+        workdir = Path(tmp)
+        redis = EmbeddedRedis(free_port(), workdir)
+        kafka = EmbeddedKafka(free_port(), workdir)
+        redis.start()
+        kafka.start()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            console.print("[bold]raw ceilings[/bold] (same servers, same machine)")
+            packed, plain = asyncio.run(redis_ceiling(redis.url, 3.0))
+            figures.append(Figure("Redis writes, hand-packed (GEOADD+HSET)", packed, "statuses/s"))
+            figures.append(Figure("Redis writes, redis-py pipeline", plain, "statuses/s"))
+            produce = asyncio.run(kafka_ceiling(kafka.url, 100_000))
+            figures.append(Figure("Kafka produce (aiokafka, snappy, acks=all)", produce, "msgs/s"))
+
+            echo, echo_addr = start_echo(workdir)
+            procs.append(echo)
+            console.print(f"bare grpc.aio echo, {streams} streams, saturating…")
+            echo_one = simulate(echo_addr, "--cars", str(streams), "--saturate", seconds=seconds)
+            figures.append(Figure(f"bare gRPC echo, {streams} streams", rate(echo_one), "msgs/s"))
+            echo_batch = simulate(
+                echo_addr, "--cars", "200", "--saturate", "--batch-size", "100", seconds=seconds
+            )
+            figures.append(Figure("bare gRPC echo, batches of 100", rate(echo_batch), "statuses/s"))
+            stop_process(echo)
+            procs.remove(echo)
+
+            ingestion, addr = start_ingestion(workdir, redis.url, kafka.url)
+            procs.append(ingestion)
+            console.print(f"ingestion, {streams} streams, saturating…")
+            sat = simulate(addr, "--cars", str(streams), "--saturate", seconds=seconds)
+            figures.append(
+                Figure(
+                    f"ingestion, {streams} streams, saturated",
+                    rate(sat),
+                    "acked events/s",
+                    f"p50 {sat['latency_ms']['p50']:.1f} ms, p99 {sat['latency_ms']['p99']:.1f} ms",
+                )
+            )
+            console.print(f"ingestion, {streams} cars at 1 status/s…")
+            real = simulate(addr, "--cars", str(streams), "--interval", "1", seconds=seconds + 5)
+            figures.append(
+                Figure(
+                    f"ingestion, {streams} cars × 1/s",
+                    rate(real),
+                    "acked events/s",
+                    f"p50 {real['latency_ms']['p50']:.1f} ms, "
+                    f"p99 {real['latency_ms']['p99']:.1f} ms",
+                )
+            )
+            console.print("ingestion, batches of 100…")
+            batch = simulate(
+                addr, "--cars", "200", "--saturate", "--batch-size", "100", seconds=seconds
+            )
+            figures.append(
+                Figure(
+                    "ingestion, batches of 100",
+                    rate(batch),
+                    "acked events/s",
+                    f"p99 per batch {batch['latency_ms']['p99']:.1f} ms",
+                )
+            )
+            for summary in (sat, real, batch):
+                if summary["rejected"] or summary["unavailable"] or summary["errors"]:
+                    console.print(f"[yellow]not all accepted:[/yellow] {summary}")
+        finally:
+            for proc in procs:
+                stop_process(proc, signal.SIGTERM)
+            kafka.stop()
+            redis.stop()
+
+    table = Table(title="GreenLane benchmark", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    table.add_column("note")
+    for f in figures:
+        table.add_row(f.name, f"{f.value:,.0f}", f.unit, f.note)
+    console.print(table)
+
+    by = {f.name: f.value for f in figures}
+    ratio = (
+        by[f"ingestion, {streams} streams, saturated"] / by[f"bare gRPC echo, {streams} streams"]
+    )
+    packing = by["Redis writes, hand-packed (GEOADD+HSET)"] / by["Redis writes, redis-py pipeline"]
+    targets = Table(title="Targets", title_justify="left")
+    for col in ("target", "measured", "met"):
+        targets.add_column(col)
+    checks = [
+        (
+            "saturated ≥ 5,000 events/s",
+            f"{by[f'ingestion, {streams} streams, saturated']:,.0f}",
+            by[f"ingestion, {streams} streams, saturated"] >= 5000,
+        ),
+        ("saturated ≥ 0.7 × bare echo", f"{ratio:.2f} ×", ratio >= 0.7),
+        (
+            f"p99 < 100 ms at {streams} events/s offered",
+            f"{real['latency_ms']['p99']:.1f} ms",
+            real["latency_ms"]["p99"] < 100,
+        ),
+        (
+            "batches of 100 ≥ 20,000 events/s",
+            f"{by['ingestion, batches of 100']:,.0f}",
+            by["ingestion, batches of 100"] >= 20000,
+        ),
+    ]
+    for name, measured, met in checks:
+        targets.add_row(name, measured, "[green]yes[/green]" if met else "[red]no[/red]")
+    console.print(targets)
+    console.print(
+        f"ratios: ingestion/echo {ratio:.2f}; batch ingestion/echo batch "
+        f"{by['ingestion, batches of 100'] / by['bare gRPC echo, batches of 100']:.2f}; "
+        f"Redis hand-packed/redis-py {packing:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

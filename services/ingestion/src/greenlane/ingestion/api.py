@@ -1,0 +1,134 @@
+"""Booking HTTP API (starlette): stations with free capacity, a car's bookings, cancellation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from greenlane.core.events import CAR_ID_PATTERN
+from greenlane.ingestion.auth import token_is_valid
+from greenlane.ingestion.desk import BookingDesk
+
+
+class Problem(Exception):
+    """An RFC 9457 problem answer."""
+
+    def __init__(self, status: int, detail: str, parameter: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.parameter = parameter
+
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    503: "Service Unavailable",
+}
+
+
+def problem(status: int, detail: str, parameter: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if parameter:
+        body["parameter"] = parameter
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _float(request: Request, name: str, low: float, high: float, default: float | None) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        if default is None:
+            raise Problem(400, f"{name}: is required", name)
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise Problem(400, f"{name}: {raw!r} is not a number", name) from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise Problem(400, f"{name}: must be within [{low:g}, {high:g}], got {raw}", name)
+    return value
+
+
+def _id(value: str, name: str) -> str:
+    if not CAR_ID_PATTERN.fullmatch(value) and not (name == "booking_id" and value.isalnum()):
+        raise Problem(400, f"{name}: must be 1 to 64 letters, digits and _ . : -", name)
+    return value
+
+
+def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
+    """The API needs the same x-api-token as the gRPC service (or `Authorization: Bearer`)."""
+
+    def authorize(request: Request) -> None:
+        presented = request.headers.get("x-api-token")
+        auth = request.headers.get("authorization", "")
+        if presented is None and auth.lower().startswith("bearer "):
+            presented = auth[7:].strip()
+        if not token_is_valid(presented, tokens):
+            raise Problem(401, "missing or invalid x-api-token")
+
+    async def stations(request: Request) -> Response:
+        authorize(request)
+        known = {"lat", "lon", "radius_km", "limit", "all"}
+        unknown = sorted(set(request.query_params) - known)
+        if unknown:
+            raise Problem(400, f"unknown query parameters: {', '.join(unknown)}", unknown[0])
+        lat = _float(request, "lat", -85.05112878, 85.05112878, None)
+        lon = _float(request, "lon", -180, 180, None)
+        radius = _float(request, "radius_km", 0.01, 100, 2.0)
+        limit = int(_float(request, "limit", 1, 200, 20))
+        show_all = request.query_params.get("all", "false")
+        if show_all not in ("true", "false"):
+            raise Problem(400, "all: must be true or false", "all")
+        found = await desk.store.nearby(lon, lat, radius, limit)
+        if show_all == "false":
+            found = [s for s in found if s["free"] > 0]
+        return JSONResponse({"stations": found})
+
+    async def car_bookings(request: Request) -> Response:
+        authorize(request)
+        car_id = _id(request.path_params["car_id"], "car_id")
+        bookings = await desk.store.car_bookings(car_id)
+        return JSONResponse({"car_id": car_id, "bookings": bookings})
+
+    async def cancel(request: Request) -> Response:
+        authorize(request)
+        booking_id = _id(request.path_params["booking_id"], "booking_id")
+        result = await desk.cancel(booking_id)
+        if result == "NOT_FOUND":
+            raise Problem(404, f"booking {booking_id} does not exist")
+        if result == "NOT_ACTIVE":
+            booking = await desk.store.booking(booking_id) or {}
+            raise Problem(409, f"booking {booking_id} is {booking.get('status', 'not active')}")
+        return JSONResponse({"booking_id": booking_id, "status": "cancelled"})
+
+    async def on_problem(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, Problem)
+        return problem(exc.status, exc.detail, exc.parameter)
+
+    async def on_http(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return problem(exc.status_code, str(exc.detail))
+
+    return Starlette(
+        routes=[
+            Route("/api/stations", stations, methods=["GET"]),
+            Route("/api/cars/{car_id}/bookings", car_bookings, methods=["GET"]),
+            Route("/api/bookings/{booking_id}", cancel, methods=["DELETE"]),
+        ],
+        exception_handlers={Problem: on_problem, HTTPException: on_http},
+    )

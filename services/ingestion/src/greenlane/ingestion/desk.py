@@ -1,0 +1,181 @@
+"""The booking desk: after a status is stored, book, fulfil or expire bookings and tell Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from greenlane.core.events import CarState
+from greenlane.core.redis_state import car_key
+from greenlane.ingestion import metrics
+from greenlane.ingestion.booking import BookingStore, Expired
+from greenlane.v1 import fleet_pb2
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskAnswer:
+    status: fleet_pb2.ResponseStatus.ValueType
+    message: str
+    booking: fleet_pb2.Booking | None = None
+
+
+def booking_event(
+    state: CarState, event_type: str, station_id: str, booking_id: str, **extra: Any
+) -> bytes:
+    event = state.to_event(event_type)
+    event.update(station_id=station_id, booking_id=booking_id, **extra)
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+class BookingDesk:
+    """Booking rules at the edge of the stream; the atomic work is in the Lua scripts."""
+
+    def __init__(
+        self,
+        store: BookingStore,
+        redis: Redis,
+        producer: AIOKafkaProducer,
+        topic: str,
+        *,
+        threshold: float = 20.0,
+        publish_timeout: float = 5.0,
+    ) -> None:
+        self.store = store
+        self._redis = redis
+        self._producer = producer
+        self._topic = topic
+        self.threshold = threshold
+        self._publish_timeout = publish_timeout
+
+    def concerns(self, state: CarState, requested: bool) -> bool:
+        """Only low, asking or plugged-in cars cost a booking round trip."""
+        return bool(state.station_id) or requested or state.battery < self.threshold
+
+    async def handle(self, state: CarState, requested: bool) -> DeskAnswer:
+        try:
+            if state.station_id:
+                return await self._plugged_in(state)
+            return await self._book(state)
+        except Exception as exc:  # the status is stored: answer that, and why no booking
+            metrics.BOOKING_ERRORS.inc()
+            log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
+            return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
+
+    async def _plugged_in(self, state: CarState) -> DeskAnswer:
+        active = await self.store.active_booking(state.car_id)
+        if active is None or active["station_id"] != state.station_id:
+            return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
+        ended = await self.store.end(active["booking_id"], "fulfilled", car_id=state.car_id)
+        if ended.result != "ENDED":
+            return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
+        metrics.BOOKINGS.labels("fulfilled").inc()
+        await self.publish(
+            [booking_event(state, "booking_fulfilled", state.station_id, active["booking_id"])]
+        )
+        return DeskAnswer(fleet_pb2.ACCEPTED, f"stored; booking {active['booking_id']} fulfilled")
+
+    async def _book(self, state: CarState) -> DeskAnswer:
+        outcome = await self.store.book(state.car_id, state.lon, state.lat)
+        events = await self._expired_events(outcome.expired)
+        booking = outcome.booking
+        if booking is None:
+            metrics.BOOKINGS.labels("no_capacity").inc()
+            await self.publish(events)
+            return DeskAnswer(
+                fleet_pb2.NO_CAPACITY, "stored; no station nearby has a free slot, ask again later"
+            )
+        if not booking.existing:
+            metrics.BOOKINGS.labels("created").inc()
+            events.append(
+                booking_event(
+                    state,
+                    "booking_created",
+                    booking.station_id,
+                    booking.booking_id,
+                    expires_at=booking.expires_at,
+                )
+            )
+        await self.publish(events)
+        info = await self.store.station(booking.station_id) or {}
+        return DeskAnswer(
+            fleet_pb2.BOOKED,
+            f"stored; slot booked at {info.get('name', booking.station_id)}",
+            fleet_pb2.Booking(
+                booking_id=booking.booking_id,
+                station_id=booking.station_id,
+                station_name=str(info.get("name", "")),
+                lat=float(info.get("lat", 0.0)),
+                lon=float(info.get("lon", 0.0)),
+                distance_m=round(booking.distance_km * 1000, 1),
+                expires_at=booking.expires_at,
+                power_kw=float(info.get("power_kw", 0.0)),
+            ),
+        )
+
+    async def _expired_events(self, expired: list[Expired]) -> list[bytes]:
+        events = []
+        for e in expired:
+            metrics.BOOKINGS.labels("expired").inc()
+            state = await self._last_state(e.car_id)
+            events.append(booking_event(state, "booking_expired", e.station_id, e.booking_id))
+        return events
+
+    async def _last_state(self, car_id: str) -> CarState:
+        """The car's latest stored status, stamped now: what a booking event carries."""
+        raw = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in (await self._redis.hgetall(car_key(car_id))).items()
+        }
+        now = time.time_ns() // 1_000_000
+        try:
+            return CarState(
+                car_id,
+                float(raw["lat"]),
+                float(raw["lon"]),
+                float(raw["battery"]),
+                float(raw["velocity"]),
+                now,
+            )
+        except (KeyError, ValueError):
+            return CarState(car_id, 0.0, 0.0, 0.0, 0.0, now)
+
+    async def sweep(self) -> int:
+        """Reclaim expired bookings and announce them; returns how many expired."""
+        expired = await self.store.sweep()
+        if expired:
+            await self.publish(await self._expired_events(expired))
+        return len(expired)
+
+    async def cancel(self, booking_id: str) -> str:
+        """Cancel an active booking: 'ENDED', 'NOT_FOUND' or 'NOT_ACTIVE'."""
+        ended = await self.store.end(booking_id, "cancelled")
+        if ended.result == "ENDED":
+            metrics.BOOKINGS.labels("cancelled").inc()
+            state = await self._last_state(ended.car_id)
+            await self.publish(
+                [booking_event(state, "booking_cancelled", ended.station_id, booking_id)]
+            )
+        return ended.result
+
+    async def publish(self, events: list[bytes]) -> None:
+        """Booking events go to fleet-events keyed by car, like telemetry."""
+        if not events:
+            return
+        try:
+            futures = []
+            for raw in events:
+                car_id = json.loads(raw)["car_id"]
+                futures.append(await self._producer.send(self._topic, raw, key=car_id.encode()))
+            await asyncio.wait_for(asyncio.gather(*futures), self._publish_timeout)
+        except Exception as exc:  # the booking itself is stored in Redis; the event is late
+            metrics.BOOKING_ERRORS.inc()
+            log.warning("could not publish %d booking events: %s", len(events), exc)
