@@ -158,6 +158,41 @@ async def redis_ceiling(url: str, seconds: float) -> tuple[float, float]:
     return packed, plain
 
 
+async def booking_rate(url: str, seconds: float, cars: int = 500) -> tuple[float, float, int]:
+    """Book-then-fulfil loops of many cars on few slots: script calls/s and bookings/s."""
+    from redis.asyncio import BlockingConnectionPool
+
+    from greenlane.core.stations import Station, load_stations
+    from greenlane.ingestion.booking import BookingStore
+
+    client = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=64))
+    await client.flushdb()
+    stations = [
+        Station(f"b-{i}", f"Bench {i}", 40.75 + i * 0.001, -73.98, 2, 150.0) for i in range(10)
+    ]
+    await load_stations(client, stations)
+    store = BookingStore(client, radii_km=(0.5, 2.0))
+    calls = booked = 0
+    deadline = time.perf_counter() + seconds
+
+    async def car(i: int) -> None:
+        nonlocal calls, booked
+        while time.perf_counter() < deadline:
+            outcome = await store.book(f"car-{i}", -73.98, 40.755)
+            calls += 1
+            if outcome.booking is not None:
+                booked += 1
+                await store.end(outcome.booking.booking_id, "fulfilled")
+                calls += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(car(i) for i in range(cars)))
+    elapsed = time.perf_counter() - start
+    await client.flushdb()
+    await client.aclose()
+    return calls / elapsed, booked / elapsed, sum(s.capacity for s in stations)
+
+
 async def kafka_ceiling(bootstrap: str, messages: int) -> float:
     producer = make_producer(bootstrap, client_id="bench")
     await producer.start()
@@ -194,7 +229,16 @@ def main() -> int:
             figures.append(Figure("Redis writes, hand-packed (GEOADD+HSET)", packed, "statuses/s"))
             figures.append(Figure("Redis writes, redis-py pipeline", plain, "statuses/s"))
             produce = asyncio.run(kafka_ceiling(kafka.url, 100_000))
+            script_calls, bookings, slots = asyncio.run(booking_rate(redis.url, 5.0))
             figures.append(Figure("Kafka produce (aiokafka, snappy, acks=all)", produce, "msgs/s"))
+            figures.append(
+                Figure(
+                    f"booking scripts, 500 cars on {slots} slots",
+                    script_calls,
+                    "script calls/s",
+                    f"{bookings:,.0f} bookings/s (book+fulfil)",
+                )
+            )
 
             echo, echo_addr = start_echo(workdir)
             procs.append(echo)
