@@ -1,0 +1,343 @@
+"""`python -m greenlane.simulator`: flags, the run, the summary and the exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr, ValidationError
+from rich.console import Console
+
+from greenlane.core.errors import ConfigurationError
+from greenlane.core.events import CAR_ID_PATTERN
+from greenlane.core.lifecycle import shutdown_event
+from greenlane.core.logs import setup_logging
+from greenlane.core.settings import load_settings
+from greenlane.simulator.config import (
+    DEFAULT_BBOX,
+    MAX_BATCH_SIZE,
+    MAX_CARS,
+    MAX_CHANNELS,
+    MAX_IN_FLIGHT,
+    MAX_INTERVAL,
+    MAX_PREFIX,
+    FleetConfig,
+    parse_target,
+)
+from greenlane.simulator.display import live_progress, summary_table
+from greenlane.simulator.fleet import FleetError, run_fleet, tune_gc
+from greenlane.simulator.physics import BoundingBox
+from greenlane.simulator.settings import SimulatorSettings
+from greenlane.simulator.stats import Stats
+
+log = logging.getLogger(__name__)
+
+PROG = "python -m greenlane.simulator"
+# Bad flags exit 2, through argparse.
+EXIT_OK, EXIT_FAILED = 0, 1
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a run needs, parsed and validated."""
+
+    config: FleetConfig
+    json: bool = False
+    summary_file: Path | None = None
+    progress: bool = True
+    log_level: LogLevel = "INFO"
+    log_format: Literal["human", "json"] = "human"
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return parse
+
+
+def _seconds(*, allow_zero: bool, most: float = math.inf) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+            bound = "0 or more" if allow_zero else "more than 0"
+            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _target(text: str) -> str:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _token(text: str) -> SecretStr:
+    # Never echo the value: it is a secret.
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    if any(not 0x20 <= ord(ch) < 0x7F for ch in text):
+        raise argparse.ArgumentTypeError("must be printable ASCII")
+    return SecretStr(text.strip())
+
+
+def _shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not sep or not index.isdigit() or not count.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not INDEX/COUNT, e.g. 0/4")
+    if not 0 <= int(index) < int(count) <= MAX_CARS:
+        raise argparse.ArgumentTypeError(f"{text!r} needs 0 <= INDEX < COUNT <= {MAX_CARS}")
+    return int(index), int(count)
+
+
+def _bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        south, west, north, east = (float(part) for part in text.split(","))
+        BoundingBox(south, west, north, east)
+    except ValueError as exc:
+        why = str(exc) if "box" in str(exc) else "four numbers are needed"
+        raise argparse.ArgumentTypeError(f"{text!r} is not SOUTH,WEST,NORTH,EAST: {why}") from None
+    return south, west, north, east
+
+
+def _summary_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir() or not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file in an existing directory")
+    return path
+
+
+def _prefix(text: str) -> str:
+    if not CAR_ID_PATTERN.fullmatch(text) or len(text) > MAX_PREFIX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be 1 to {MAX_PREFIX} characters of [A-Za-z0-9_.:-]"
+        )
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Drive a simulated fleet against ingestion: one gRPC stream per car.",
+    )
+    add = parser.add_argument
+    add("--cars", type=_int_in(1, MAX_CARS), default=10, metavar="N", help="cars (default 10)")
+    add(
+        "--interval",
+        type=_seconds(allow_zero=True, most=MAX_INTERVAL),
+        metavar="S",
+        help="seconds between two updates of a car (default 2.0; 0 means --saturate)",
+    )
+    add(
+        "--saturate",
+        action="store_true",
+        help="send each car's next update as soon as the previous one is answered (benchmarks)",
+    )
+    add("--duration", type=_seconds(allow_zero=False), metavar="S", help="stop after S seconds")
+    add("--seed", type=_int_in(0, 2**63 - 1), metavar="N", help="seed for a reproducible fleet")
+    add(
+        "--target",
+        type=_target,
+        metavar="HOST:PORT",
+        help="ingestion address (default $GREENLANE_INGESTION_ADDR, else 127.0.0.1:50051)",
+    )
+    add(
+        "--token",
+        type=_token,
+        metavar="TOKEN",
+        help="x-api-token (default $GREENLANE_API_TOKEN, else the first of "
+        "$GREENLANE_API_TOKENS, else the dev token); prefer the environment: "
+        "flags are visible to other users in `ps`",
+    )
+    add(
+        "--batch-size",
+        type=_int_in(1, MAX_BATCH_SIZE),
+        default=1,
+        metavar="N",
+        help="> 1: send CarStatusBatch messages of N statuses on StreamTelemetryBatches",
+    )
+    add(
+        "--channels",
+        type=_int_in(1, MAX_CHANNELS),
+        metavar="N",
+        help="gRPC connections to share the streams (default one per 500 cars)",
+    )
+    add(
+        "--max-in-flight",
+        type=_int_in(1, MAX_IN_FLIGHT),
+        default=1,
+        metavar="N",
+        help="unanswered messages a stream may have (default 1)",
+    )
+    add(
+        "--car-prefix",
+        type=_prefix,
+        default="car",
+        metavar="P",
+        help="car ids are P-00000, P-00001, ... (default car)",
+    )
+    add(
+        "--shard",
+        type=_shard,
+        metavar="I/N",
+        help="drive only slice I of N balanced slices of the --cars fleet (one pod of many)",
+    )
+    add(
+        "--bbox",
+        type=_bbox,
+        metavar="S,W,N,E",
+        help="where cars drive, in degrees (default Manhattan: "
+        + ",".join(f"{v:g}" for v in DEFAULT_BBOX)
+        + ")",
+    )
+    add(
+        "--summary-file",
+        type=_summary_file,
+        metavar="PATH",
+        help="also write the JSON summary to PATH (e.g. /dev/termination-log)",
+    )
+    add(
+        "--drain-timeout",
+        type=_seconds(allow_zero=True),
+        default=5.0,
+        metavar="S",
+        help="at the end, wait this long for outstanding answers (default 5)",
+    )
+    add("--json", action="store_true", help="print the summary as one JSON object on stdout")
+    add("--no-progress", action="store_true", help="no live progress line on stderr")
+    add(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="default $GREENLANE_LOG_LEVEL, else INFO",
+    )
+    return parser
+
+
+def parse_options(
+    argv: Sequence[str] | None = None, settings: SimulatorSettings | None = None
+) -> Options:
+    """Parse and validate the flags; a bad one exits 2 with a message naming it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.saturate and args.interval not in (None, 0):
+        parser.error("argument --saturate: not allowed with --interval > 0")
+    shard_index, shard_count = args.shard or (0, 1)
+    if shard_count > args.cars:
+        parser.error(f"argument --shard: {shard_count} slices of {args.cars} cars leave some empty")
+    try:
+        # Read after the flags, so --help works whatever the environment holds.
+        env = settings if settings is not None else load_settings(SimulatorSettings)
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    interval = 0.0 if args.saturate else (2.0 if args.interval is None else args.interval)
+    try:
+        config = FleetConfig(
+            cars=args.cars,
+            interval=interval,
+            saturate=args.saturate or interval == 0,
+            duration=args.duration,
+            seed=args.seed,
+            target=args.target or env.target,
+            token=args.token or env.token,
+            batch_size=args.batch_size,
+            channels=args.channels,
+            max_in_flight=args.max_in_flight,
+            car_prefix=args.car_prefix,
+            drain_timeout=args.drain_timeout,
+            shard_index=shard_index,
+            shard_count=shard_count,
+            bbox=args.bbox or DEFAULT_BBOX,
+        )
+    except ValidationError as exc:
+        # Every flag is checked by its own type above, so what is left came from the
+        # environment (a token with characters gRPC metadata cannot carry).
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        parser.error(f"invalid value from the environment: {problems}")
+    return Options(
+        config=config,
+        json=args.json,
+        summary_file=args.summary_file,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        log_level=args.log_level or env.log_level,
+        log_format=env.log_format,
+    )
+
+
+def summary(config: FleetConfig, stats: Stats, result: str, error: str | None) -> dict[str, Any]:
+    """The end-of-run report: what was asked, what happened. Never the token."""
+    return {
+        "result": result,
+        "error": error,
+        "target": config.target,
+        "cars": len(config.shard),
+        "shard": f"{config.shard_index}/{config.shard_count}" if config.shard_count > 1 else None,
+        "interval_s": None if config.saturating else config.interval,
+        "saturate": config.saturating,
+        "batch_size": config.batch_size,
+        **stats.to_dict(),
+    }
+
+
+async def main(options: Options) -> int:
+    """Run the fleet until its duration, SIGINT or SIGTERM; print the summary; exit code."""
+    setup_logging("simulator", options.log_level, options.log_format)
+    tune_gc()
+    config = options.config
+    stop = shutdown_event()
+    stats = Stats()
+    error: str | None = None
+    try:
+        if options.progress:
+            async with live_progress(stats, len(config.shard), Console(stderr=True)):
+                await run_fleet(config, stats, stop)
+        else:
+            await run_fleet(config, stats, stop)
+    except FleetError as exc:
+        error = str(exc)
+    except Exception as exc:
+        # A bug, not a refusal: keep the traceback, and still report what the run did.
+        log.exception("the run failed")
+        error = f"unexpected error: {exc!r}"
+    result = "failed" if error else ("stopped" if stop.is_set() else "completed")
+    report = summary(config, stats, result, error)
+    line = json.dumps(report) + "\n"
+    if options.json:
+        sys.stdout.write(line)
+    else:
+        Console().print(summary_table(report))
+    if options.summary_file is not None:
+        try:
+            await asyncio.to_thread(options.summary_file.write_text, line)
+        except OSError as exc:
+            # The run itself is done; losing its report is not a reason to run it again.
+            log.error("cannot write the summary to %s: %s", options.summary_file, exc)
+    if error:
+        log.error("%s", error)
+        return EXIT_FAILED
+    if stats.accepted == 0:
+        log.error("ingestion accepted none of the %d statuses sent", stats.sent)
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,187 @@
+"""Counters and acknowledgement latencies of a simulator run, pure and bounded in memory."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+DEFAULT_RESERVOIR: Final = 200_000
+
+
+def percentile(samples: Sequence[float], q: float) -> float | None:
+    """The nearest-rank q-th percentile (0 < q ≤ 100) of samples; None when empty."""
+    if not 0 < q <= 100:
+        raise ValueError("q must be in (0, 100]")
+    if not samples:
+        return None
+    ordered = sorted(samples)
+    rank = math.ceil(q / 100 * len(ordered))
+    return ordered[max(rank, 1) - 1]
+
+
+class Reservoir:
+    """A uniform sample of at most `capacity` values out of all those offered (algorithm R).
+
+    Below capacity it holds every value, so percentiles are exact; above, they are
+    estimates from a uniform sample, and memory stays bounded however long the run.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_RESERVOIR, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.samples: list[float] = []
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+        # Its own generator: sampling must not disturb (or depend on) the cars' randomness.
+        self._rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.max = max(self.max, value)
+        if len(self.samples) < self.capacity:
+            self.samples.append(value)
+            return
+        slot = self._rng.randrange(self.count)
+        if slot < self.capacity:
+            self.samples[slot] = value
+
+    @property
+    def exact(self) -> bool:
+        return self.count <= self.capacity
+
+    def percentile(self, q: float, max_samples: int | None = None) -> float | None:
+        """Percentile over the stored samples; max_samples bounds the work (live display)."""
+        samples: Sequence[float] = self.samples
+        if max_samples is not None and len(samples) > max_samples:
+            # A uniform subsample of a uniform sample is still uniform over all values.
+            samples = self._rng.sample(self.samples, max_samples)
+        return percentile(samples, q)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 3)
+
+
+@dataclass
+class Stats:
+    """What a run did. Counts are statuses (a batch of 10 counts 10); latencies are per message.
+
+    `accepted` includes `booked` and `no_capacity` (both are stored statuses); `errors`
+    counts broken streams; `unanswered` counts statuses sent without an answer before their
+    stream broke or the final drain timed out.
+    """
+
+    sent: int = 0
+    accepted: int = 0
+    booked: int = 0
+    no_capacity: int = 0
+    rejected: int = 0
+    unavailable: int = 0
+    unexpected: int = 0  # an answer status this client does not know
+    errors: int = 0
+    unanswered: int = 0
+    mismatched: int = 0  # answers whose echoed timestamp is not the one sent (order broken)
+    connected: int = 0  # streams open right now
+    latencies: Reservoir = field(default_factory=Reservoir)
+    started_at: float | None = None  # monotonic seconds
+    finished_at: float | None = None
+
+    @property
+    def answered(self) -> int:
+        return self.accepted + self.rejected + self.unavailable + self.unexpected
+
+    def start(self, now: float) -> None:
+        self.started_at = now
+
+    def finish(self, now: float) -> None:
+        self.finished_at = now
+
+    def elapsed(self, now: float | None = None) -> float:
+        if self.started_at is None:
+            return 0.0
+        end = self.finished_at if now is None else now
+        return max(0.0, (end if end is not None else self.started_at) - self.started_at)
+
+    def record_sent(self, count: int = 1) -> None:
+        self.sent += count
+
+    def record_answer(
+        self,
+        latency_s: float,
+        *,
+        accepted: int = 0,
+        booked: int = 0,
+        no_capacity: int = 0,
+        rejected: int = 0,
+        unavailable: int = 0,
+        unexpected: int = 0,
+    ) -> None:
+        """One answer message; booked and no_capacity are counted as accepted too."""
+        self.accepted += accepted + booked + no_capacity
+        self.booked += booked
+        self.no_capacity += no_capacity
+        self.rejected += rejected
+        self.unavailable += unavailable
+        self.unexpected += unexpected
+        self.latencies.add(latency_s)
+
+    def record_error(self) -> None:
+        self.errors += 1
+
+    def record_unanswered(self, count: int) -> None:
+        self.unanswered += count
+
+    def p50(self) -> float | None:
+        return self.latencies.percentile(50)
+
+    def p99(self) -> float | None:
+        return self.latencies.percentile(99)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as plain JSON-ready values; latencies in milliseconds."""
+        elapsed = self.elapsed()
+        lat = self.latencies
+        return {
+            "elapsed_s": round(elapsed, 3),
+            "sent": self.sent,
+            "accepted": self.accepted,
+            "booked": self.booked,
+            "no_capacity": self.no_capacity,
+            "rejected": self.rejected,
+            "unavailable": self.unavailable,
+            "unexpected": self.unexpected,
+            "errors": self.errors,
+            "unanswered": self.unanswered,
+            "mismatched": self.mismatched,
+            "answered_per_s": round(self.answered / elapsed, 1) if elapsed > 0 else 0.0,
+            "latency_ms": {
+                "p50": _ms(self.p50()),
+                "p99": _ms(self.p99()),
+                "mean": _ms(lat.mean),
+                "max": _ms(lat.max if lat.count else None),
+                "samples": lat.count,
+                "exact": lat.exact,
+            },
+        }
+
+    def lines(self) -> list[str]:
+        """The summary as aligned `name value` text lines."""
+        data = self.to_dict()
+        latency = data.pop("latency_ms")
+        rows = [(name, str(value)) for name, value in data.items()]
+        for name in ("p50", "p99", "mean", "max"):
+            value = latency[name]
+            rows.append((f"latency {name}", "-" if value is None else f"{value:.3f} ms"))
+        rows.append(("latency samples", str(latency["samples"])))
+        width = max(len(name) for name, _ in rows)
+        return [f"{name:<{width}}  {value}" for name, value in rows]
