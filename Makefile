@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup dev test test-unit test-integration lint format proto proto-check bench clean
+.PHONY: help setup dev test test-unit lint format proto proto-check bench tools-pglite clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ proto-check: setup ## fail when the committed generated code is stale
 
 bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)
+
+tools-pglite: ## PGlite with TimescaleDB (npm) for the TimescaleDB migration tests
+	@bash scripts/pglite/install.sh
 
 clean: ## remove the environment, tools and local data
 	rm -rf $(VENV) $(TOOLS) .greenlane .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,8 +17,13 @@ DEV_TOKEN = "greenlane-secret-token"
 
 
 @pytest.fixture(scope="session")
-def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("stack")
+def stack_dir() -> Iterator[Path]:
+    # Outside pytest's own temp root: a second pytest session as root resets that to
+    # 0700, which would cut off the PostgreSQL of a running session (it runs as postgres).
+    path = Path(tempfile.mkdtemp(prefix="greenlane-stack-"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -85,7 +85,10 @@ def spawn(
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, its output in log_path."""
+    """Start a child in its own process group, its output in log_path.
+
+    With user, the child runs as that user with its own group only (not root's).
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out: IO[bytes] = log_path.open("ab")
     try:
@@ -97,6 +100,8 @@ def spawn(
             env=env,
             cwd=cwd,
             user=user,
+            group=pwd.getpwnam(user).pw_gid if user else None,
+            extra_groups=[] if user else None,
             process_group=0,
             preexec_fn=lambda: _die_with_parent(death_signal),  # noqa: PLW1509
         )
@@ -285,6 +290,8 @@ class EmbeddedPostgres(EmbeddedServer):
                 ],
                 capture_output=True,
                 user=user,
+                group=pwd.getpwnam(user).pw_gid if user else None,
+                extra_groups=[] if user else None,
                 check=False,
             )
             if result.returncode != 0:
