@@ -1,0 +1,100 @@
+"""HTTP client of the grid service: a quote at an instant, and the forecast curve."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import httpx
+from opentelemetry import propagate
+
+from greenlane.core.errors import GreenLaneError
+from greenlane.pricing_worker import metrics
+from greenlane.pricing_worker.prices import Quote, QuoteError, iso_at, parse_quote
+
+log = logging.getLogger(__name__)
+
+
+class GridUnavailable(GreenLaneError):
+    """The grid service did not answer: connection refused, timeout, 5xx or 429."""
+
+
+class QuoteRejected(GreenLaneError):
+    """The grid answered, but not with a usable quote for this request (4xx, bad body)."""
+
+
+class GridClient:
+    """GET /api/pricing?at= and GET /api/pricing/forecast over one keep-alive client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 5.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            headers={"user-agent": "greenlane-pricing-worker"},
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _get(self, endpoint: str, params: dict[str, str]) -> Any:
+        headers: dict[str, str] = {}
+        propagate.inject(headers)  # the grid continues the batch's trace
+        started = time.perf_counter()
+        outcome = "unavailable"
+        try:
+            try:
+                response = await self._client.get(endpoint, params=params, headers=headers)
+            except httpx.HTTPError as exc:
+                raise GridUnavailable(f"{endpoint}: {type(exc).__name__}: {exc}") from None
+            if response.status_code >= 500 or response.status_code in (408, 429):
+                raise GridUnavailable(f"{endpoint}: HTTP {response.status_code}")
+            outcome = "rejected"
+            if response.status_code != 200:
+                detail = response.text[:200]
+                raise QuoteRejected(f"{endpoint}: HTTP {response.status_code}: {detail}")
+            try:
+                body = response.json()
+            except ValueError:
+                raise QuoteRejected(f"{endpoint}: the answer is not JSON") from None
+            outcome = "ok"
+            return body
+        finally:
+            metrics.GRID_REQUEST_SECONDS.labels(endpoint, outcome).observe(
+                time.perf_counter() - started
+            )
+
+    async def quote(self, instant_ms: int) -> Quote:
+        """The grid's quote at one instant (Unix ms)."""
+        body = await self._get("/api/pricing", {"at": iso_at(instant_ms)})
+        try:
+            at, quote = parse_quote(body)
+        except QuoteError as exc:
+            raise QuoteRejected(f"/api/pricing: {exc}") from None
+        if at != instant_ms:
+            raise QuoteRejected(f"/api/pricing: asked for {instant_ms} ms, quoted {at} ms")
+        return quote
+
+    async def forecast(self, start_ms: int, hours: int) -> list[tuple[int, Quote]]:
+        """Hourly quotes from the first full hour after start_ms."""
+        body = await self._get(
+            "/api/pricing/forecast", {"at": iso_at(start_ms), "hours": str(hours)}
+        )
+        prices = body.get("prices") if isinstance(body, dict) else None
+        if not isinstance(prices, list) or not prices:
+            raise QuoteRejected("/api/pricing/forecast: no prices in the answer")
+        try:
+            return [parse_quote(p) for p in prices]
+        except QuoteError as exc:
+            raise QuoteRejected(f"/api/pricing/forecast: {exc}") from None

@@ -1,0 +1,154 @@
+"""Assembles the pricing worker: Kafka, the database pool, the grid client, probes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import psycopg_pool
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from opentelemetry.trace import TracerProvider
+
+from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
+from greenlane.core.telemetry import ProbeServer, probes_app
+from greenlane.pricing_worker.grid import GridClient, GridUnavailable, QuoteRejected
+from greenlane.pricing_worker.pricer import Pricer
+from greenlane.pricing_worker.settings import PricingWorkerSettings
+from greenlane.pricing_worker.store import make_pool
+from greenlane.pricing_worker.worker import PricingWorker
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID = "greenlane-pricing-worker"
+DLQ_PARTITIONS = 1  # dead letters are rare; one partition keeps them in order
+
+
+@dataclass
+class RunningWorker:
+    """Handles of a started pricing worker, for main() and for tests."""
+
+    worker: PricingWorker
+    pricer: Pricer
+    probes: ProbeServer
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    pool: psycopg_pool.AsyncConnectionPool
+    client: GridClient
+    task: asyncio.Task[None]
+    refresher: asyncio.Task[None]
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def stop(self) -> None:
+        """Finish and commit the batch in flight, leave the group, close everything."""
+        self.stop_event.set()
+        try:
+            await self.task
+        finally:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresher
+            await self.consumer.stop()
+            await self.producer.stop()
+            await self.client.aclose()
+            await self.pool.close()
+            await self.probes.stop()
+
+
+async def start_worker(
+    settings: PricingWorkerSettings, *, tracer_provider: TracerProvider | None = None
+) -> RunningWorker:
+    """Connect, subscribe and start consuming in the background.
+
+    Spans go to the global tracer provider unless one is given (tests do).
+    """
+    bootstrap = settings.kafka_bootstrap_servers
+    started = asyncio.Event()
+    worker_ref: list[PricingWorker] = []
+
+    async def ready() -> dict[str, bool]:
+        checks = {"started": started.is_set()}
+        if worker_ref:
+            checks.update(await worker_ref[0].ready())
+        return checks
+
+    probes = ProbeServer(probes_app(ready), settings.metrics_host, settings.metrics_port)
+    await probes.start()
+
+    producer = make_producer(bootstrap, client_id=CLIENT_ID)
+    await start_with_retry(producer.start, "Kafka broker " + bootstrap)
+    for topic, partitions in (
+        (settings.fleet_events_topic, settings.fleet_events_partitions),
+        (settings.dlq_topic, DLQ_PARTITIONS),
+    ):
+        await start_with_retry(
+            lambda t=topic, p=partitions: ensure_topic(bootstrap, t, partitions=p),
+            f"creation of Kafka topic {topic}",
+        )
+
+    pool = make_pool(
+        settings.database_url.get_secret_value(),
+        size=settings.pricing_db_pool_size,
+        timeout=settings.pricing_db_timeout_seconds,
+    )
+    await pool.open(wait=False)  # a database still starting is retried per batch
+
+    client = GridClient(
+        settings.grid_url,
+        timeout=settings.pricing_http_timeout_seconds,
+        max_connections=settings.pricing_http_concurrency,
+    )
+    pricer = Pricer(
+        client,
+        resolution_ms=settings.pricing_quote_resolution_ms,
+        cache_ttl=settings.pricing_quote_cache_ttl_seconds,
+        cache_max_age=settings.pricing_cache_max_age_seconds,
+        max_attempts=settings.pricing_max_attempts,
+        concurrency=settings.pricing_http_concurrency,
+        curve_past_hours=settings.pricing_curve_past_hours,
+        curve_future_hours=settings.pricing_curve_future_hours,
+    )
+    try:
+        await pricer.refresh_curve()
+    except (GridUnavailable, QuoteRejected) as exc:
+        log.warning("no price curve yet (%s); retrying in the background", exc)
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=settings.pricing_group_id,
+        client_id=CLIENT_ID,
+        enable_auto_commit=False,
+        # A new group prices everything still in the topic: nothing is skipped.
+        auto_offset_reset="earliest",
+        max_poll_records=settings.pricing_batch_size,
+        session_timeout_ms=settings.pricing_session_timeout_ms,
+        heartbeat_interval_ms=max(300, settings.pricing_session_timeout_ms // 3),
+    )
+    worker = PricingWorker(
+        settings, consumer, producer, pool, pricer, tracer_provider=tracer_provider
+    )
+    worker_ref.append(worker)
+    consumer.subscribe([settings.fleet_events_topic], listener=worker.listener)
+    await start_with_retry(consumer.start, "Kafka consumer " + bootstrap)
+
+    stop = asyncio.Event()
+    refresher = asyncio.create_task(
+        pricer.run_refresher(
+            stop,
+            settings.pricing_curve_refresh_seconds,
+            settings.pricing_retry_initial_seconds,
+            settings.pricing_retry_max_seconds,
+        )
+    )
+    task = asyncio.create_task(worker.run(stop))
+    started.set()
+    log.info(
+        "pricing worker consuming %s as group %s (grid %s, metrics on :%d)",
+        settings.fleet_events_topic,
+        settings.pricing_group_id,
+        settings.grid_url,
+        probes.port,
+    )
+    return RunningWorker(
+        worker, pricer, probes, consumer, producer, pool, client, task, refresher, stop
+    )
