@@ -1,0 +1,1 @@
+"""GreenLane operator: FleetSimulation resources become simulator Jobs (kopf)."""

@@ -1,0 +1,46 @@
+"""Environment settings of the operator (GREENLANE_*); its command-line flags take precedence."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from greenlane.core.settings import BaseServiceSettings
+from greenlane.operator.spec import TARGET_PATTERN
+
+PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+
+
+class OperatorSettings(BaseServiceSettings):
+    """What the chart's Deployment sets; every default suits a local `python -m` run."""
+
+    # GREENLANE_OPERATOR_NAMESPACE: the one namespace to watch; unset: the flags decide.
+    operator_namespace: str | None = None
+    simulator_image: str = Field("greenlane-simulator:latest", min_length=1)
+    simulator_pull_policy: PullPolicy = "IfNotPresent"
+    # Where simulator pods connect when a FleetSimulation has no spec.target.
+    ingestion_addr: str = "ingestion:50051"
+    # kopf's liveness endpoint (the Deployment's livenessProbe).
+    liveness_endpoint: str = "http://0.0.0.0:8080/healthz"
+    metrics_port: int = Field(9103, ge=0, le=65535)
+    # Defaults for simulator pods whose FleetSimulation has no spec.resources.
+    simulator_cpu_request: str = "100m"
+    simulator_memory_request: str = "128Mi"
+    simulator_cpu_limit: str = "1"
+    simulator_memory_limit: str = "512Mi"
+
+    @field_validator("ingestion_addr")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        if not re.fullmatch(TARGET_PATTERN, value):
+            raise ValueError("must be HOST:PORT with a port in 1..65535")
+        return value
+
+    @field_validator("operator_namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None  # the chart may render an empty value
+        return value

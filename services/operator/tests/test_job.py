@@ -1,0 +1,92 @@
+"""The Job manifest of a FleetSimulation: names, shares of the fleet, flags, resources."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from greenlane.operator.job import (
+    MAX_JOB_NAME,
+    SimulatorDefaults,
+    build_job,
+    car_prefix,
+    job_name,
+    label_value,
+    shard_sizes,
+    simulator_args,
+)
+from greenlane.operator.spec import parse_spec
+
+DEFAULTS = SimulatorDefaults(
+    image="greenlane-simulator:1.0.0",
+    pull_policy="IfNotPresent",
+    target="ingestion.greenlane.svc:50051",
+    requests={"cpu": "100m", "memory": "128Mi"},
+    limits={"cpu": "1", "memory": "512Mi"},
+)
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def spec(**changes: object) -> object:
+    values: dict[str, object] = {
+        "cars": 10,
+        "region": "sf",
+        "tokenSecretRef": {"name": "tok"},
+    }
+    values.update(changes)
+    return parse_spec(values)
+
+
+@pytest.mark.parametrize(
+    ("cars", "pods", "shares"),
+    [(10, 1, [10]), (10, 3, [4, 3, 3]), (5, 4, [2, 1, 1, 1]), (4, 4, [1, 1, 1, 1])],
+)
+def test_shards_split_the_fleet_evenly_and_never_leave_a_pod_empty(
+    cars: int, pods: int, shares: list[int]
+) -> None:
+    assert shard_sizes(cars, pods) == shares
+    assert sum(shares) == cars
+
+
+def test_job_names_are_short_dns_labels_that_keep_long_names_apart() -> None:
+    assert job_name("smoke", 3) == "smoke-g3"
+    long_a = "a" * 200 + ".x"
+    long_b = "a" * 200 + ".y"
+    for name in (long_a, long_b, "with.dots.in-it", "-"):
+        made = job_name(name, 12)
+        assert len(made) <= MAX_JOB_NAME and DNS_LABEL.match(made), made
+        assert made.endswith("-g12")
+    assert job_name(long_a, 1) != job_name(long_b, 1)
+    assert len(label_value("b" * 300)) <= 63
+    assert len(car_prefix("c" * 300) + "-00000") <= 64
+
+
+def test_the_pods_flags_carry_the_spec_and_the_pods_shard() -> None:
+    args = simulator_args("fleet", spec(parallelism=5, seed=3), DEFAULTS.target)  # type: ignore[arg-type]
+    flags = dict(zip(args[::2], args[1::2], strict=False))
+    assert flags["--cars"] == "10"
+    assert flags["--shard"] == "$(JOB_COMPLETION_INDEX)/5"
+    assert flags["--bbox"] == "37.708,-122.515,37.812,-122.357"
+    assert flags["--target"] == DEFAULTS.target
+    assert flags["--seed"] == "3"
+    assert "--duration" not in args  # runs until the FleetSimulation is deleted
+    assert args[-2:] == ["--json", "--no-progress"]
+
+
+def test_spec_resources_override_the_operators_defaults_one_by_one() -> None:
+    job = build_job(
+        name="fleet",
+        namespace="ns",
+        uid="u-1",
+        generation=2,
+        spec=spec(resources={"limits": {"memory": "2Gi"}}),  # type: ignore[arg-type]
+        defaults=DEFAULTS,
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
+    assert "activeDeadlineSeconds" not in job["spec"]
+    assert job["metadata"]["labels"]["greenlane.io/generation"] == "2"
