@@ -104,6 +104,21 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
     return table
 
 
+async def _rows(stack: DevStack) -> int | None:
+    """Rows in charging_sessions (None when the table is not there)."""
+    import psycopg
+
+    try:
+        async with await psycopg.AsyncConnection.connect(
+            stack.settings["GREENLANE_DATABASE_URL"], connect_timeout=3
+        ) as conn:
+            cur = await conn.execute("SELECT count(*) FROM charging_sessions")
+            row = await cur.fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.Error:
+        return None
+
+
 async def _counts(stack: DevStack) -> tuple[int, int]:
     """Cars in fleet:locations and events in fleet-events: proof the data flows."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -155,9 +170,11 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
             last_line = time.monotonic()
             try:
                 cars, events = await _counts(stack)
+                rows = await _rows(stack)
                 console.print(
                     f"[dim]{time.strftime('%H:%M:%S')}[/dim]  cars in fleet:locations: "
-                    f"[bold]{cars}[/bold]  events in fleet-events: [bold]{events}[/bold]"
+                    f"[bold]{cars}[/bold]  events in fleet-events: [bold]{events}[/bold]  "
+                    f"priced rows: [bold]{'-' if rows is None else rows}[/bold]"
                 )
             except Exception as exc:  # a status line must never stop the platform
                 console.print(f"[yellow]status unavailable: {exc}[/yellow]")
@@ -169,7 +186,9 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
         # SIGINT lets the simulator print its summary before the services go.
         await asyncio.to_thread(stop_process, simulator.proc, signal.SIGINT, 20.0)
         stack.children.remove(simulator)
+        await asyncio.sleep(1.0)  # the worker's last batch lingers a moment
     cars, events = await _counts(stack)
+    rows = await _rows(stack)
     summary = simulator_summary(stack.workdir) or {}
     table = Table(title="Summary", title_justify="left")
     table.add_column("measure")
@@ -185,6 +204,8 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
                 table.add_row(f"acknowledgement latency {key}", f"{latency[key]:.1f} ms")
     table.add_row("cars in fleet:locations", str(cars))
     table.add_row("events in fleet-events", str(events))
+    if rows is not None:
+        table.add_row("rows in charging_sessions", str(rows))
     console.print(table)
     if args.cars and (cars == 0 or events == 0):
         console.print("[red]no data reached Redis and Kafka: see the logs above[/red]")
