@@ -31,6 +31,9 @@ def test_the_shards_cover_the_fleet_once_and_evenly(cars: int, shards: int) -> N
         ({"target": "nowhere"}, "is not HOST:PORT"),
         ({"car_prefix": "a/b"}, "must match"),
         ({"interval": float("inf")}, "finite number"),
+        ({"initial_battery": (60.0, 40.0)}, "initial battery range"),
+        ({"charge_speedup": 0.0}, "greater than 0"),
+        ({"charge_below": 120.0}, "less than or equal to 100"),
     ],
 )
 def test_a_config_that_cannot_run_is_refused(fields: dict[str, object], message: str) -> None:

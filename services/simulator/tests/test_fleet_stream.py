@@ -1,9 +1,11 @@
-"""run_fleet against a tiny in-process FleetTelemetry server: streams, latency, graceful end."""
+"""run_fleet against a tiny in-process FleetTelemetry server: streams, latency, bookings, end."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,18 +37,21 @@ class FakeFleetTelemetry(fleet_pb2_grpc.FleetTelemetryServicer):
         async for status in request_iterator:
             self.statuses[status.car_id].append(status)
             await asyncio.sleep(ANSWER_DELAY_S)
-            ok = (
-                LAT_MIN <= status.lat <= LAT_MAX
-                and LON_MIN <= status.lon <= LON_MAX
-                and 0 <= status.battery <= 100
-                and 0 <= status.velocity <= 60
-            )
-            yield fleet_pb2.BookingResponse(
-                car_id=status.car_id,
-                status=fleet_pb2.ACCEPTED if ok else fleet_pb2.REJECTED,
-                timestamp=status.timestamp,
-            )
+            yield self.answer(status)
         self.half_closed += 1
+
+    def answer(self, status: fleet_pb2.CarStatus) -> fleet_pb2.BookingResponse:
+        ok = (
+            LAT_MIN <= status.lat <= LAT_MAX
+            and LON_MIN <= status.lon <= LON_MAX
+            and 0 <= status.battery <= 100
+            and 0 <= status.velocity <= 60
+        )
+        return fleet_pb2.BookingResponse(
+            car_id=status.car_id,
+            status=fleet_pb2.ACCEPTED if ok else fleet_pb2.REJECTED,
+            timestamp=status.timestamp,
+        )
 
     async def StreamTelemetryBatches(  # noqa: N802
         self, request_iterator: Any, context: Any
@@ -57,6 +62,107 @@ class FakeFleetTelemetry(fleet_pb2_grpc.FleetTelemetryServicer):
     async def SendBatch(self, request: Any, context: Any) -> fleet_pb2.BatchResponse:  # noqa: N802
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not in this fake")
         return fleet_pb2.BatchResponse()
+
+
+class BookingFleetTelemetry(FakeFleetTelemetry):
+    """Books like ingestion: a low or asking car gets a station about 300 m away, the same
+    booking until it plugs in there, which fulfils it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: dict[str, fleet_pb2.Booking] = {}
+        self.booked: dict[str, set[str]] = defaultdict(set)  # car -> its stations
+        self.fulfilled: dict[str, int] = defaultdict(int)
+        self._ids = itertools.count(1)
+
+    def answer(self, status: fleet_pb2.CarStatus) -> fleet_pb2.BookingResponse:
+        plain = super().answer(status)
+        car = status.car_id
+        active = self.active.get(car)
+        if plain.status != fleet_pb2.ACCEPTED:
+            return plain
+        if status.station_id:
+            if active is not None and active.station_id == status.station_id:
+                del self.active[car]
+                self.fulfilled[car] += 1
+                plain.message = f"stored; booking {active.booking_id} fulfilled"
+            return plain
+        if status.battery >= 20 and not status.request_booking:
+            return plain
+        if active is None:
+            n = next(self._ids)
+            # About 300 m north or south, towards the middle of the box.
+            lat = status.lat + (0.0027 if status.lat < (LAT_MIN + LAT_MAX) / 2 else -0.0027)
+            active = fleet_pb2.Booking(
+                booking_id=f"bk-{n}",
+                station_id=f"st-{n}",
+                station_name=f"Station {n}",
+                lat=lat,
+                lon=status.lon,
+                distance_m=300.0,
+                expires_at=time.time_ns() // 1_000_000 + 1_200_000,
+                power_kw=150.0,
+            )
+            self.active[car] = active
+            self.booked[car].add(active.station_id)
+        return fleet_pb2.BookingResponse(
+            car_id=car, status=fleet_pb2.BOOKED, timestamp=status.timestamp, booking=active
+        )
+
+
+async def test_booked_cars_drive_to_the_station_charge_there_with_its_id_and_leave() -> None:
+    fake = BookingFleetTelemetry()
+    server = grpc.aio.server()
+    fleet_pb2_grpc.add_FleetTelemetryServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        config = FleetConfig(
+            cars=3,
+            saturate=True,
+            interval=0.0,
+            duration=2.5,
+            seed=21,
+            target=f"127.0.0.1:{port}",
+            token=SecretStr(TOKEN),
+            # Answers lag the statuses: a booking may come after the next status left.
+            max_in_flight=3,
+            initial_battery=(8.0, 15.0),
+            charge_speedup=100.0,
+            drain_timeout=2.0,
+        )
+        stats = await asyncio.wait_for(run_fleet(config, Stats()), timeout=10)
+    finally:
+        await server.stop(None)
+
+    assert sorted(fake.statuses) == [f"car-{i:05d}" for i in range(3)]
+    for car, statuses in fake.statuses.items():
+        # Low from the start: the car asks, on its own, before any answer came back.
+        assert statuses[0].request_booking and not statuses[0].station_id
+        # Runs of statuses plugged in at one station: the charging sessions.
+        sessions = [
+            (station, list(run))
+            for station, run in itertools.groupby(statuses, key=lambda s: s.station_id)
+            if station
+        ]
+        assert sessions, f"{car} never plugged in"
+        for station, run in sessions:
+            assert station in fake.booked[car]  # only at a station it was booked at
+            assert len({(s.lat, s.lon) for s in run}) == 1
+            assert all(s.velocity == 0.0 and not s.request_booking for s in run)
+            batteries = [s.battery for s in run]
+            assert batteries == sorted(batteries)
+        # A finished session ends charged, then the car drives away without the station.
+        _, run = sessions[0]
+        assert run[-1].battery >= 80.0 > run[0].battery
+        after = statuses[statuses.index(run[-1]) + 1]
+        assert after.station_id == "" and after.velocity > 0.0
+        assert fake.fulfilled[car] >= 1
+    assert stats.booked > 0
+    assert stats.charging_sessions_started >= 3
+    assert stats.charging_sessions_finished >= 3
+    assert stats.charging_sessions_started - stats.charging_sessions_finished <= 3
+    assert (stats.rejected, stats.errors, stats.unanswered, stats.mismatched) == (0, 0, 0, 0)
 
 
 async def test_cars_stream_paced_statuses_that_are_answered_timed_and_closed_cleanly() -> None:

@@ -57,6 +57,13 @@ def _parse(*argv: str, settings: SimulatorSettings | None = None) -> Options:
         (["--bbox", "1,2,3"], "argument --bbox: '1,2,3' is not SOUTH,WEST,NORTH,EAST"),
         (["--bbox", "41,-74,40,-73"], "argument --bbox: '41,-74,40,-73' is not SOUTH,WEST"),
         (["--summary-file", "/no/such/dir/x.json"], "argument --summary-file: '/no/such/dir"),
+        (["--charge-speedup", "0"], "argument --charge-speedup: must be in (0, 10000], got '0'"),
+        (["--charge-speedup", "inf"], "argument --charge-speedup: must be in (0, 10000]"),
+        (["--charge-below", "101"], "argument --charge-below: must be in [0, 100], got '101'"),
+        (["--pack-kwh", "x"], "argument --pack-kwh: 'x' is not a number"),
+        (["--initial-battery", "5"], "argument --initial-battery: '5' is not LOW,HIGH"),
+        (["--initial-battery", "50,10"], "argument --initial-battery: '50,10' needs 0 <= LOW"),
+        (["--initial-battery", "0,101"], "argument --initial-battery: '0,101' needs 0 <= LOW"),
         (["--wat"], "unrecognized arguments: --wat"),
     ],
 )
@@ -115,6 +122,24 @@ def test_the_operator_flags_reach_the_fleet_config(tmp_path: Path) -> None:
     assert config.box.west == -122.515
     assert options.summary_file == tmp_path / "summary.json"
     assert summary(config, Stats(), "completed", None)["shard"] == "3/4"
+
+
+def test_the_charging_flags_reach_the_fleet_config_and_default_to_real_time() -> None:
+    config = _parse().config
+    assert config.initial_battery == (20.0, 100.0)
+    assert (config.charge_below, config.charge_speedup, config.pack_kwh) == (20.0, 1.0, 75.0)
+    config = _parse(
+        "--initial-battery", "5,25", "--charge-below", "30", "--charge-speedup", "50",
+        "--pack-kwh", "100",
+    ).config  # fmt: skip
+    assert config.initial_battery == (5.0, 25.0)
+    # The parsed value written back with str() parses the same.
+    assert _parse("--initial-battery", str((5.0, 25.0))).config.initial_battery == (5.0, 25.0)
+    assert (config.charge_below, config.charge_speedup, config.pack_kwh) == (30.0, 50.0, 100.0)
+    assert (config.charging.pack_kwh, config.charging.speedup) == (100.0, 50.0)
+    report = summary(config, Stats(), "completed", None)
+    assert report["charge_speedup"] == 50.0
+    assert report["charging_sessions_started"] == report["charging_sessions_finished"] == 0
 
 
 def test_an_interval_of_zero_means_saturate() -> None:

@@ -121,11 +121,25 @@ def test_the_summary_lines_are_aligned_name_value_pairs() -> None:
     stats.record_sent()
     stats.record_answer(0.0025, accepted=1)
     lines = stats.lines()
-    assert "latency p50      2.500 ms" in lines
+    assert any(line.startswith("latency p50 ") and line.endswith(" 2.500 ms") for line in lines)
     assert any(line.startswith("accepted ") and line.endswith(" 1") for line in lines)
     # One column for the values: every value starts at the same offset.
     offsets = {len(line) - len(line[line.index("  ") :].lstrip()) for line in lines}
     assert len(offsets) == 1
+
+
+def test_the_summary_counts_charging_sessions_and_cars_still_plugged_in() -> None:
+    stats = Stats()
+    stats.charging_sessions_started = 3
+    stats.charging_sessions_finished = 2
+    stats.bookings_expired_en_route = 1
+    summary = stats.to_dict()
+    assert summary["charging_sessions_started"] == 3
+    assert summary["charging_sessions_finished"] == 2
+    assert summary["bookings_expired_en_route"] == 1
+    assert stats.charging_now == 1
+    # The keys the operator and `greenlane dev` read are all still there.
+    assert {"sent", "accepted", "booked", "no_capacity", "rejected", "unavailable"} <= set(summary)
 
 
 def test_elapsed_time_runs_until_finished() -> None:

@@ -23,18 +23,21 @@ from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
 from greenlane.simulator.config import (
     DEFAULT_BBOX,
+    DEFAULT_CHARGE_BELOW,
     MAX_BATCH_SIZE,
     MAX_CARS,
     MAX_CHANNELS,
+    MAX_CHARGE_SPEEDUP,
     MAX_IN_FLIGHT,
     MAX_INTERVAL,
+    MAX_PACK_KWH,
     MAX_PREFIX,
     FleetConfig,
     parse_target,
 )
 from greenlane.simulator.display import live_progress, summary_table
 from greenlane.simulator.fleet import FleetError, run_fleet, tune_gc
-from greenlane.simulator.physics import BoundingBox
+from greenlane.simulator.physics import DEFAULT_PACK_KWH, BoundingBox
 from greenlane.simulator.settings import SimulatorSettings
 from greenlane.simulator.stats import Stats
 
@@ -85,6 +88,34 @@ def _seconds(*, allow_zero: bool, most: float = math.inf) -> Callable[[str], flo
         return value
 
     return parse
+
+
+def _number(*, low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
+    """A finite number in [low, high], or (low, high] when low_open."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        too_low = value <= low if low_open else value < low
+        if not math.isfinite(value) or too_low or value > high:
+            left = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"must be in {left}{low:g}, {high:g}], got {text!r}")
+        return value
+
+    return parse
+
+
+def _battery_range(text: str) -> tuple[float, float]:
+    # Also "(5.0, 25.0)": what a wrapper writing a parsed value back with str() gives.
+    try:
+        low, high = (float(part) for part in text.strip().strip("()").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH, e.g. 5,25") from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high <= 100):
+        raise argparse.ArgumentTypeError(f"{text!r} needs 0 <= LOW <= HIGH <= 100")
+    return low, high
 
 
 def _target(text: str) -> str:
@@ -213,6 +244,36 @@ def build_parser() -> argparse.ArgumentParser:
         + ")",
     )
     add(
+        "--initial-battery",
+        type=_battery_range,
+        metavar="LOW,HIGH",
+        help="each car starts with a battery drawn in [LOW, HIGH] %% (default 20,100)",
+    )
+    add(
+        "--charge-below",
+        type=_number(low=0.0, high=100.0),
+        default=DEFAULT_CHARGE_BELOW,
+        metavar="PCT",
+        help="a driving car below PCT %% (or at 0 %%) asks for a booking with request_booking "
+        f"(default {DEFAULT_CHARGE_BELOW:g}); a booked car drives to the station, charges "
+        "there and drives on",
+    )
+    add(
+        "--charge-speedup",
+        type=_number(low=0.0, high=MAX_CHARGE_SPEEDUP, low_open=True),
+        default=1.0,
+        metavar="X",
+        help="charge X times faster than real time (default 1: 150 kW on a 75 kWh pack adds "
+        "0.22 %% per 2 s update; demos want e.g. 50)",
+    )
+    add(
+        "--pack-kwh",
+        type=_number(low=0.0, high=MAX_PACK_KWH, low_open=True),
+        default=DEFAULT_PACK_KWH,
+        metavar="KWH",
+        help=f"battery pack capacity, for the charging rate (default {DEFAULT_PACK_KWH:g})",
+    )
+    add(
         "--summary-file",
         type=_summary_file,
         metavar="PATH",
@@ -270,6 +331,10 @@ def parse_options(
             shard_index=shard_index,
             shard_count=shard_count,
             bbox=args.bbox or DEFAULT_BBOX,
+            initial_battery=args.initial_battery or FleetConfig().initial_battery,
+            charge_below=args.charge_below,
+            charge_speedup=args.charge_speedup,
+            pack_kwh=args.pack_kwh,
         )
     except ValidationError as exc:
         # Every flag is checked by its own type above, so what is left came from the
@@ -297,6 +362,7 @@ def summary(config: FleetConfig, stats: Stats, result: str, error: str | None) -
         "interval_s": None if config.saturating else config.interval,
         "saturate": config.saturating,
         "batch_size": config.batch_size,
+        "charge_speedup": config.charge_speedup,
         **stats.to_dict(),
     }
 

@@ -9,7 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.settings import DEV_TOKEN
-from greenlane.simulator.physics import MANHATTAN, BoundingBox
+from greenlane.simulator.physics import (
+    DEFAULT_PACK_KWH,
+    INITIAL_BATTERY_MAX,
+    INITIAL_BATTERY_MIN,
+    MANHATTAN,
+    BoundingBox,
+    Charging,
+)
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
 DEFAULT_INTERVAL: Final = 2.0
@@ -22,6 +29,9 @@ MAX_INTERVAL: Final = 3600.0
 # Leaves room in the 64 characters of a car id for `-` and up to 13 digits.
 MAX_PREFIX: Final = 50
 DEFAULT_BBOX: Final = (MANHATTAN.south, MANHATTAN.west, MANHATTAN.north, MANHATTAN.east)
+DEFAULT_CHARGE_BELOW: Final = 20.0  # ingestion's default booking threshold too
+MAX_CHARGE_SPEEDUP: Final = 10_000.0
+MAX_PACK_KWH: Final = 1000.0
 
 
 def parse_target(value: str) -> str:
@@ -68,6 +78,14 @@ class FleetConfig(BaseModel):
     shard_count: int = Field(default=1, ge=1, le=MAX_CARS)
     # Cars start spread evenly over this many seconds; None: one interval (1 s when saturating).
     ramp_up: float | None = Field(default=None, ge=0.0, allow_inf_nan=False)
+    # A driving car below this battery (or at 0 %) sets request_booking, whatever
+    # threshold ingestion is configured with.
+    charge_below: float = Field(default=DEFAULT_CHARGE_BELOW, ge=0.0, le=100.0)
+    # Multiplies the charging rate (1: real time; a demo wants sessions in minutes).
+    charge_speedup: float = Field(default=1.0, gt=0.0, le=MAX_CHARGE_SPEEDUP)
+    pack_kwh: float = Field(default=DEFAULT_PACK_KWH, gt=0.0, le=MAX_PACK_KWH)
+    # (low, high) percent: each car starts with a battery drawn uniformly in it.
+    initial_battery: tuple[float, float] = (INITIAL_BATTERY_MIN, INITIAL_BATTERY_MAX)
     # At the end, how long to wait for the answers still outstanding.
     drain_timeout: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
     backoff_initial: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
@@ -102,6 +120,14 @@ class FleetConfig(BaseModel):
         BoundingBox(*value)  # raises ValueError with the rule it breaks
         return value
 
+    @field_validator("initial_battery")
+    @classmethod
+    def _initial_battery(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low <= high <= 100.0:
+            raise ValueError("the initial battery range needs 0 <= low <= high <= 100")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> FleetConfig:
         if self.backoff_max < self.backoff_initial:
@@ -113,6 +139,10 @@ class FleetConfig(BaseModel):
     @property
     def box(self) -> BoundingBox:
         return BoundingBox(*self.bbox)
+
+    @property
+    def charging(self) -> Charging:
+        return Charging(pack_kwh=self.pack_kwh, speedup=self.charge_speedup)
 
     @property
     def shard(self) -> range:

@@ -45,7 +45,7 @@ def _fmt_ms(seconds: float | None) -> str:
 
 
 def progress_text(stats: Stats, cars: int, now: float, rate: float) -> Text:
-    """One line: elapsed, streams open, sent, accepted, rejected, answers/s, p99 so far."""
+    """One line: elapsed, streams open, sent, accepted, rejected, charging, answers/s, p99."""
     p99 = stats.latencies.percentile(99, max_samples=LIVE_P99_SAMPLES)
     line = Text()
     line.append(f"{stats.elapsed(now):6.1f}s", style="bold")
@@ -53,6 +53,8 @@ def progress_text(stats: Stats, cars: int, now: float, rate: float) -> Text:
     line.append(f"  sent {stats.sent}")
     line.append(f"  accepted {stats.accepted}", style="green")
     line.append(f"  rejected {stats.rejected}", style="red" if stats.rejected else "")
+    if stats.charging_sessions_started:
+        line.append(f"  charging {stats.charging_now}", style="cyan")
     if stats.unavailable:
         line.append(f"  unavailable {stats.unavailable}", style="yellow")
     if stats.errors:

@@ -9,6 +9,13 @@ mode (interval 0) there are no ticks: a car sends whenever its window has room.
 
 Latency is measured per message, from just before `write()` to the arrival of its
 answer; answers come back in request order, so a FIFO of send times pairs them.
+
+Bookings. A driving car below `charge_below` (or at 0 %) sets `request_booking`. A
+BOOKED answer sends a driving car to the booked station (see physics.py); the car then
+charges there, sending `station_id`, and drives on. NO_CAPACITY changes nothing: the
+car asks again with its next status. A booking that expires before the car arrives is
+given up. With several messages in flight an answer may concern an older status; a
+booking the car already followed is therefore never followed twice.
 """
 
 from __future__ import annotations
@@ -26,8 +33,18 @@ from typing import Any, Final, TypeVar
 import grpc
 
 from greenlane.core.errors import GreenLaneError
+from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.simulator.config import FleetConfig
-from greenlane.simulator.physics import Car, make_fleet, step
+from greenlane.simulator.physics import (
+    DEFAULT_POWER_KW,
+    Car,
+    Mode,
+    Station,
+    give_up,
+    head_to,
+    make_fleet,
+    step,
+)
 from greenlane.simulator.stats import Stats
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -41,6 +58,8 @@ TOKEN_METADATA_KEY: Final = "x-api-token"
 _CHANNEL_OPTIONS: Final = (("grpc.use_local_subchannel_pool", 1),)
 # A timer that fires a hair early must not cost one more wake-up.
 _TICK_TOLERANCE_S: Final = 0.001
+# Expiry of a booking that does not say when it expires.
+_NEVER_MS: Final = 2**63 - 1
 
 _Request = TypeVar("_Request", fleet_pb2.CarStatus, fleet_pb2.CarStatusBatch)
 
@@ -94,6 +113,18 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _station_of(booking: fleet_pb2.Booking) -> Station | None:
+    """The station a booking points to; None when it is not one a car can drive to."""
+    if not CAR_ID_PATTERN.fullmatch(booking.station_id):
+        return None  # ingestion would reject a status carrying it
+    lat, lon = booking.lat, booking.lon
+    # (0, 0) is what a booking of a station without a position would say.
+    if not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0) or (lat == 0.0 and lon == 0.0):
+        return None
+    power = booking.power_kw if booking.power_kw > 0 else DEFAULT_POWER_KW
+    return Station(booking.station_id, lat, lon, power)
+
+
 @dataclass(slots=True)
 class _Sent:
     at: float  # perf_counter seconds, just before write()
@@ -108,12 +139,16 @@ class _Fleet:
         self.config = config
         self.stats = stats
         self.box = config.box
+        self.charging = config.charging
+        self.charge_below = config.charge_below
         self.metadata = ((TOKEN_METADATA_KEY, config.token.get_secret_value()),)
         stubs = [fleet_pb2_grpc.FleetTelemetryStub(ch) for ch in channels]
         rng = random.Random(config.seed)
         # The whole fleet, then this shard of it: a car is the same whichever process
         # drives it, and ids never collide between shards.
-        everyone = make_fleet(config.cars, rng, config.car_prefix, config.box)
+        everyone = make_fleet(
+            config.cars, rng, config.car_prefix, config.box, config.initial_battery
+        )
         # Each car owns a generator seeded from the run's: its trajectory does not
         # depend on how the event loop happens to interleave the cars.
         seeds = [rng.getrandbits(64) for _ in everyone]
@@ -186,6 +221,9 @@ class _CarStream:
         self.last_timestamp = 0
         self.next_due = 0.0
         self.answers = 0
+        # The booking the car follows (or last followed), and when it expires (Unix ms).
+        self.booking_id = ""
+        self.booking_expires_ms = _NEVER_MS
 
     async def run(self) -> None:
         try:
@@ -305,11 +343,22 @@ class _CarStream:
 
     def _advance(self, dt_s: float) -> fleet_pb2.CarStatus:
         """Step the physics and stamp the new status with a strictly rising time."""
-        self.car = step(self.car, self.rng, dt_s, self.fleet.box)
+        fleet = self.fleet
+        now = _now_ms()
+        before = self.car
+        if before.mode is Mode.TO_STATION and now >= self.booking_expires_ms:
+            before = give_up(before)
+            fleet.stats.bookings_expired_en_route += 1
+        car = step(before, self.rng, dt_s, fleet.box, fleet.charging)
+        if car.mode is not before.mode:
+            if car.mode is Mode.CHARGING:
+                fleet.stats.charging_sessions_started += 1
+            elif before.mode is Mode.CHARGING:
+                fleet.stats.charging_sessions_finished += 1
+        self.car = car
         # Distinct, increasing timestamps per car, even for several statuses in one ms.
-        self.last_timestamp = max(_now_ms(), self.last_timestamp + 1)
-        car = self.car
-        return fleet_pb2.CarStatus(
+        self.last_timestamp = max(now, self.last_timestamp + 1)
+        status = fleet_pb2.CarStatus(
             car_id=car.car_id,
             lat=car.lat,
             lon=car.lon,
@@ -317,6 +366,26 @@ class _CarStream:
             velocity=car.velocity,
             timestamp=self.last_timestamp,
         )
+        # Set only when needed: the common status of a benchmark stays as cheap as before.
+        if car.mode is Mode.CHARGING:
+            status.station_id = car.station_id
+        elif car.mode is Mode.DRIVING and (car.battery < fleet.charge_below or car.battery <= 0):
+            status.request_booking = True
+        return status
+
+    def _booked(self, booking: fleet_pb2.Booking) -> None:
+        """A BOOKED answer: the car heads for the station, once per booking."""
+        if self.car.mode is Mode.CHARGING or booking.booking_id == self.booking_id:
+            return  # plugged in, or one more answer about the booking already followed
+        station = _station_of(booking)
+        if station is None:
+            log.debug("%s: ignoring a booking without a usable station", self.car.car_id)
+            return
+        self.booking_id = booking.booking_id
+        self.booking_expires_ms = booking.expires_at if booking.expires_at > 0 else _NEVER_MS
+        # Answers come in order and carry the car's active booking: a different one on
+        # the way means ingestion let the followed one go (expired by its clock).
+        self.car = head_to(give_up(self.car), station)
 
     # Each message stands for one update of `step_s` seconds of driving, not the time that
     # really passed: a car's statuses then depend on the seed alone, whatever the timing.
@@ -350,7 +419,9 @@ class _CarStream:
                 latency = time.perf_counter() - sent.at
                 field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
                 stats.record_answer(latency, **{field: 1})
-                if answer.status == _S.REJECTED:
+                if answer.status == _S.BOOKED:
+                    self._booked(answer.booking)
+                elif answer.status == _S.REJECTED:
                     self.fleet.rejected(answer.car_id, answer.field, answer.message)
                 if answer.timestamp and answer.timestamp != sent.timestamp:
                     stats.mismatched += 1

@@ -78,7 +78,7 @@ class Stats:
 
     `accepted` includes `booked` and `no_capacity` (both are stored statuses); `errors`
     counts broken streams; `unanswered` counts statuses sent without an answer before their
-    stream broke or the final drain timed out.
+    stream broke or the final drain timed out. The charging counters are the cars' side.
     """
 
     sent: int = 0
@@ -92,9 +92,19 @@ class Stats:
     unanswered: int = 0
     mismatched: int = 0  # answers whose echoed timestamp is not the one sent (order broken)
     connected: int = 0  # streams open right now
+    # Cars that arrived at their booked station and plugged in; that unplugged charged;
+    # that gave up on their way because the booking expired first.
+    charging_sessions_started: int = 0
+    charging_sessions_finished: int = 0
+    bookings_expired_en_route: int = 0
     latencies: Reservoir = field(default_factory=Reservoir)
     started_at: float | None = None  # monotonic seconds
     finished_at: float | None = None
+
+    @property
+    def charging_now(self) -> int:
+        """Cars plugged in right now."""
+        return self.charging_sessions_started - self.charging_sessions_finished
 
     @property
     def answered(self) -> int:
@@ -157,6 +167,9 @@ class Stats:
             "accepted": self.accepted,
             "booked": self.booked,
             "no_capacity": self.no_capacity,
+            "charging_sessions_started": self.charging_sessions_started,
+            "charging_sessions_finished": self.charging_sessions_finished,
+            "bookings_expired_en_route": self.bookings_expired_en_route,
             "rejected": self.rejected,
             "unavailable": self.unavailable,
             "unexpected": self.unexpected,
