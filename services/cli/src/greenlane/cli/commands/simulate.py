@@ -65,6 +65,15 @@ def add_parser(subparsers: Any) -> None:
     )
 
 
+def _as_argv(dest: str, value: object) -> str:
+    """A parsed value written back the way its flag reads it (tuples as a,b or I/N)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, tuple):
+        return ("/" if dest == "shard" else ",").join(str(v) for v in value)
+    return str(value)
+
+
 def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, list[str]]:
     """The simulator flags set on the command line, as argv pieces by destination.
 
@@ -82,8 +91,7 @@ def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         if action.nargs == 0:
             given[action.dest] = [flag]
         else:
-            text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
-            given[action.dest] = [flag, text]
+            given[action.dest] = [flag, _as_argv(action.dest, value)]
     return given
 
 

@@ -1,0 +1,92 @@
+{{/*
+Checks that the schema cannot express. Every mistake is collected first and
+reported in one failure, so a user fixes them all in one round.
+*/}}
+{{- define "greenlane.validateValues" -}}
+{{- $errors := list -}}
+{{- $v := .Values -}}
+{{- $components := $v.components -}}
+{{- $enabled := dict -}}
+{{- range $name, $c := $components -}}
+{{- if $c.enabled -}}{{- $_ := set $enabled $name true -}}{{- end -}}
+{{- end -}}
+{{- $needsDatabase := or (hasKey $enabled "pricing-worker") $v.migrations.enabled -}}
+
+{{- /* Backends: a bundled sub-chart or an external endpoint. */ -}}
+{{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "ingestion") -}}
+{{- $errors = append $errors "redis.enabled=false needs externalRedis.host (ingestion writes car positions to Redis)" -}}
+{{- end -}}
+{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker")) -}}
+{{- $errors = append $errors "redpanda.enabled=false needs externalKafka.bootstrapServers (host:port[,host:port])" -}}
+{{- end -}}
+{{- if $v.externalKafka.bootstrapServers -}}
+{{- range (splitList "," $v.externalKafka.bootstrapServers) -}}
+{{- if not (regexMatch "^[A-Za-z0-9.-]+:[0-9]{1,5}$" (trim .)) -}}
+{{- $errors = append $errors (printf "externalKafka.bootstrapServers: %q is not host:port" (trim .)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (not $v.timescale.enabled) $needsDatabase -}}
+{{- if not $v.externalDatabase.host -}}
+{{- $errors = append $errors "timescale.enabled=false needs externalDatabase.host (the pricing worker and the migrations use it)" -}}
+{{- end -}}
+{{- if not $v.externalDatabase.existingSecret -}}
+{{- $errors = append $errors "timescale.enabled=false needs externalDatabase.existingSecret, a Secret holding the database password (never in values)" -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* API tokens (the schema refuses short ones): the services refuse the development token. */ -}}
+{{- if and $v.auth.existingSecret $v.auth.apiTokens -}}
+{{- $errors = append $errors "set auth.existingSecret or auth.apiTokens, not both" -}}
+{{- end -}}
+{{- range $i, $token := $v.auth.apiTokens -}}
+{{- if eq $token "greenlane-secret-token" -}}
+{{- $errors = append $errors (printf "auth.apiTokens[%d] is the development token, refused outside development" $i) -}}
+{{- end -}}
+{{- if contains "," $token -}}
+{{- $errors = append $errors (printf "auth.apiTokens[%d] contains a comma, the separator of GREENLANE_API_TOKENS" $i) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Secrets never go through config.extraEnv: it lands in a ConfigMap. */ -}}
+{{- range $name, $_ := $v.config.extraEnv -}}
+{{- if regexMatch "(?i)(TOKEN|PASSWORD|SECRET|CREDENTIAL|PRIVATE_KEY|DATABASE_URL|REDIS_URL)" $name -}}
+{{- $errors = append $errors (printf "config.extraEnv.%s looks like a secret: it would be stored in a ConfigMap; use a Secret (auth.*, external*.existingSecret)" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- range $cname, $c := $components -}}
+{{- range $name, $_ := $c.env -}}
+{{- if regexMatch "(?i)(TOKEN|PASSWORD|SECRET|CREDENTIAL|PRIVATE_KEY|DATABASE_URL|REDIS_URL)" $name -}}
+{{- $errors = append $errors (printf "components.%s.env.%s looks like a secret: it would be written into the pod spec; use connections and a Secret" $cname $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* Components. */ -}}
+{{- if and (hasKey $enabled "pricing-worker") (not (hasKey $enabled "grid")) (not $v.config.gridUrl) -}}
+{{- $errors = append $errors "components.pricing-worker needs the grid component or config.gridUrl" -}}
+{{- end -}}
+{{- range $name, $c := $components -}}
+{{- if and $c.enabled $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
+{{- $errors = append $errors (printf "components.%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
+{{- end -}}
+{{- if not (hasKey $c.ports $c.metricsPort) -}}
+{{- $errors = append $errors (printf "components.%s.metricsPort %q is not one of its ports (%s)" $name $c.metricsPort (keys $c.ports | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- range $c.networkPolicy.allowFrom -}}
+{{- if not (hasKey $components .) -}}
+{{- $errors = append $errors (printf "components.%s.networkPolicy.allowFrom: %q is not a component" $name .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (hasKey $enabled "pricing-worker") (gt (int (index $components "pricing-worker").replicaCount) (int $v.config.fleetEventsPartitions)) -}}
+{{- $errors = append $errors (printf "components.pricing-worker.replicaCount (%v) is above config.fleetEventsPartitions (%v): the extra workers would get no partition" (index $components "pricing-worker").replicaCount $v.config.fleetEventsPartitions) -}}
+{{- end -}}
+{{- if and $v.operator.enabled (not (hasKey $enabled "ingestion")) -}}
+{{- $errors = append $errors "operator.enabled needs components.ingestion: its simulator Jobs stream to it" -}}
+{{- end -}}
+
+{{- if $errors -}}
+{{- fail (printf "\n\nThe values of the greenlane chart have %d problem(s):\n  - %s\n" (len $errors) (join "\n  - " $errors)) -}}
+{{- end -}}
+{{- end -}}

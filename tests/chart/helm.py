@@ -1,0 +1,123 @@
+"""Run the pinned helm binary on the chart; install it first when a fresh clone lacks it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "greenlane"
+SUBCHARTS = sorted(p for p in (CHART / "charts").iterdir() if (p / "Chart.yaml").is_file())
+TOOLS_BIN = ROOT / ".tools" / "bin"
+INSTALL_HELM = ROOT / "scripts" / "tools" / "install_helm.sh"
+RELEASE = "greenlane"
+NAMESPACE = "greenlane"
+
+# The Kubernetes versions the chart supports (Chart.yaml kubeVersion): the oldest
+# and the newest are checked; the ones in between share their schemas' rules.
+OLDEST_KUBERNETES = "1.29"
+NEWEST_KUBERNETES = "1.35"
+KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, NEWEST_KUBERNETES)
+
+# The value sets every check runs on: the defaults and each ci/*-values.yaml.
+VALUE_SETS: dict[str, Path | None] = {"default": None} | {
+    p.name.removesuffix("-values.yaml"): p for p in sorted((CHART / "ci").glob("*-values.yaml"))
+}
+
+Manifest = dict[str, Any]
+
+
+class HelmError(AssertionError):
+    """helm exited non-zero; the message holds its stderr."""
+
+
+@cache
+def helm_binary() -> Path:
+    """.tools/bin/helm, installed by scripts/tools/install_helm.sh when missing: never a skip."""
+    helm = TOOLS_BIN / "helm"
+    if not (helm.is_file() and os.access(helm, os.X_OK)):
+        done = subprocess.run(
+            ["bash", str(INSTALL_HELM)], capture_output=True, text=True, timeout=600, check=False
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"{INSTALL_HELM.relative_to(ROOT)} could not install helm "
+                f"(exit {done.returncode}); the chart checks need it:\n{done.stderr}"
+            )
+    return helm
+
+
+def run_helm(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run helm; a non-zero exit raises HelmError with helm's own message."""
+    done = subprocess.run(
+        [str(helm_binary()), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    if done.returncode != 0:
+        raise HelmError(f"helm {' '.join(map(str, args))} failed:\n{helm_messages(done.stderr)}")
+    return done
+
+
+def helm_messages(stderr: str) -> str:
+    """helm's stderr without its note about the chart's symlinked folders."""
+    return "\n".join(line for line in stderr.splitlines() if "symbolic link" not in line)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What `helm template` made of one value set for one Kubernetes version."""
+
+    value_set: str
+    kubernetes: str
+    manifests: tuple[Manifest, ...]
+
+    def of_kind(self, kind: str) -> list[Manifest]:
+        return [m for m in self.manifests if m["kind"] == kind]
+
+    def named(self, kind: str, name: str) -> Manifest:
+        found = [m for m in self.of_kind(kind) if m["metadata"]["name"] == name]
+        assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+        return found[0]
+
+
+def template(
+    *extra: str | Path, values: Path | None = None, kubernetes: str = NEWEST_KUBERNETES
+) -> tuple[Manifest, ...]:
+    """helm template of the chart (CRDs and test hooks included), parsed."""
+    args: list[str | Path] = [
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--include-crds",
+        "--kube-version",
+        f"{kubernetes}.0",
+    ]
+    if values is not None:
+        args += ["--values", values]
+    out = run_helm(*args, *extra).stdout
+    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+
+
+@cache
+def render(value_set: str, kubernetes: str = NEWEST_KUBERNETES) -> Rendered:
+    """One value set rendered once per test session."""
+    return Rendered(
+        value_set, kubernetes, template(values=VALUE_SETS[value_set], kubernetes=kubernetes)
+    )
+
+
+def app_version() -> str:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    return str(chart["appVersion"])
