@@ -76,9 +76,12 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
             redis_ok = bool(await asyncio.wait_for(redis.ping(), 1.0))
         except Exception:
             redis_ok = False
-        return {"redis": redis_ok, "kafka": pipeline.healthy, "started": serving.is_set()}
+        # Until the pipeline exists (waiting for the broker), Kafka counts as not ready.
+        kafka_ok = pipelines[0].healthy if pipelines else False
+        return {"redis": redis_ok, "kafka": kafka_ok, "started": serving.is_set()}
 
     serving = asyncio.Event()
+    pipelines: list[IngestPipeline] = []
     probes = ProbeServer(probes_app(ready), settings.metrics_host, settings.metrics_port)
     await probes.start()
 
@@ -100,6 +103,7 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         max_pending=settings.max_pending,
     )
     pipeline.start()
+    pipelines.append(pipeline)
     desk = BookingDesk(
         BookingStore(
             redis,

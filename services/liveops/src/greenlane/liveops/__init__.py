@@ -1,0 +1,1 @@
+"""GreenLane live ops: the fleet events, live, in the terminal."""

@@ -68,7 +68,12 @@ def add_parser(sub: Any) -> None:
         default=Path(".greenlane"),
         help="data, logs and dev.env (default .greenlane/)",
     )
-    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--quiet", action="store_true", help="no live feed and no status line")
+    p.add_argument(
+        "--no-feed",
+        action="store_true",
+        help="no live ops feed; a count of cars, events and rows every 5 s instead",
+    )
 
 
 def _services() -> list[str]:
@@ -104,6 +109,17 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
     return table
 
 
+async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
+    """The live ops feed (greenlane liveops) in this terminal, until stop."""
+    from greenlane.liveops.feed import run_feed
+    from greenlane.liveops.options import Options
+
+    console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
+    await run_feed(
+        Options(bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"]), stop
+    )
+
+
 async def _rows(stack: DevStack) -> int | None:
     """Rows in charging_sessions (None when the table is not there)."""
     import psycopg
@@ -132,14 +148,23 @@ async def _counts(stack: DevStack) -> tuple[int, int]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
         request_timeout_ms=5000,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
         await consumer.topics()
         parts = consumer.partitions_for_topic("fleet-events") or set()
         tps = [TopicPartition("fleet-events", p) for p in parts]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        events = int(sum(ends.values()))
+        events = 0
+        if tps:
+            # A fetch reports the true high watermark; the embedded broker's ListOffsets
+            # (end_offsets) stops at the start of the last record batch.
+            consumer.assign(tps)
+            await consumer.seek_to_end(*tps)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline and any(consumer.highwater(tp) is None for tp in tps):
+                await consumer.getmany(timeout_ms=200)
+            events = sum(consumer.highwater(tp) or 0 for tp in tps)
     finally:
         await consumer.stop()
     return cars, events
@@ -155,6 +180,10 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
         stack.start_simulator(args.cars, args.interval, args.duration) if args.cars else None
     )
     last_line = 0.0
+    feed_stop = asyncio.Event()
+    feed: asyncio.Task[Any] | None = None
+    if not args.quiet and not args.no_feed:
+        feed = asyncio.create_task(_feed(stack, feed_stop, console))
     while not stop.is_set():
         if args.duration is not None and time.monotonic() - started >= args.duration:
             break
@@ -166,7 +195,7 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
                 f"see {child.log_path}[/red]"
             )
             return 1
-        if not args.quiet and time.monotonic() - last_line >= 5:
+        if feed is None and not args.quiet and time.monotonic() - last_line >= 5:
             last_line = time.monotonic()
             try:
                 cars, events = await _counts(stack)
@@ -182,6 +211,12 @@ async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) ->
             await asyncio.wait_for(stop.wait(), 0.5)
         except TimeoutError:
             pass
+    feed_stop.set()
+    if feed is not None:
+        try:
+            await asyncio.wait_for(feed, 10)
+        except Exception as exc:  # the feed is a view: its failure must not fail dev
+            log.warning("live ops feed ended: %s", exc)
     if simulator is not None:
         # SIGINT lets the simulator print its summary before the services go.
         await asyncio.to_thread(stop_process, simulator.proc, signal.SIGINT, 20.0)

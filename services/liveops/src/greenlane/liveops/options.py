@@ -1,0 +1,287 @@
+"""The flags of `python -m greenlane.liveops` and `greenlane liveops`; where defaults come from."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from greenlane.core.errors import ConfigurationError
+from greenlane.core.events import CAR_ID_PATTERN, FLEET_EVENTS_TOPIC
+
+PROG: Final = "python -m greenlane.liveops"
+DEFAULT_BOOTSTRAP: Final = "127.0.0.1:19092"
+DEFAULT_GROUP: Final = "live-ops-cli"
+DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
+DEV_ENV_FILE: Final = Path(".greenlane") / "dev.env"
+BOOTSTRAP_VARIABLE: Final = "GREENLANE_KAFKA_BOOTSTRAP_SERVERS"
+TOPIC_VARIABLE: Final = "GREENLANE_FLEET_EVENTS_TOPIC"
+TOPIC_PATTERN: Final = re.compile(r"[A-Za-z0-9._\-]{1,249}")
+GROUP_PATTERN: Final = re.compile(r"[\x21-\x7e]{1,255}")  # printable, no spaces
+
+DESCRIPTION: Final = (
+    "Follow the fleet events live: one coloured line per event, a status line with "
+    "events/s and fleet statistics on a terminal, or one JSON object per line (--json)."
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything a feed needs, parsed and validated."""
+
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP
+    bootstrap_source: str = "default"
+    topic: str = FLEET_EVENTS_TOPIC
+    group: str = DEFAULT_GROUP
+    from_beginning: bool = False
+    json: bool = False
+    cars: frozenset[str] = field(default_factory=frozenset)
+    below: float | None = None
+    max_events: int | None = None
+    duration: float | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+
+
+def check_bootstrap(value: str) -> str:
+    """host:port[,host:port...]; raises ValueError saying which part is wrong."""
+    parts = [p.strip() for p in value.split(",")]
+    for part in parts:
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{part!r} is not HOST:PORT")
+    return ",".join(parts)
+
+
+def _arg(check: Callable[[str], object]) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _car_id(text: str) -> str:
+    if not CAR_ID_PATTERN.fullmatch(text):
+        raise ValueError(f"{text!r} is not a car id (1 to 64 of A-Z a-z 0-9 _ . : -)")
+    return text
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
+        raise ValueError(f"must be a percentage from 0 to 100, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise ValueError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"must be a finite number of seconds more than 0, got {text!r}")
+    return value
+
+
+def _topic(text: str) -> str:
+    if not TOPIC_PATTERN.fullmatch(text):
+        raise ValueError(f"{text!r} is not a topic name (1 to 249 of A-Z a-z 0-9 . _ -)")
+    return text
+
+
+def _group(text: str) -> str:
+    if not GROUP_PATTERN.fullmatch(text):
+        raise ValueError(f"{text!r} must be 1 to 255 printable characters without spaces")
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags, shared by `python -m greenlane.liveops` and `greenlane liveops`."""
+    add = parser.add_argument
+    add(
+        "--car",
+        dest="cars",
+        action="append",
+        type=_arg(_car_id),
+        metavar="ID",
+        help="show only this car (repeat for several)",
+    )
+    add(
+        "--below",
+        type=_arg(_percent),
+        metavar="PCT",
+        help="show only events with a battery below PCT percent (0 to 100)",
+    )
+    add(
+        "--from-beginning",
+        action="store_true",
+        help="replay the topic from its first event (default: only new events)",
+    )
+    add(
+        "--json",
+        action="store_true",
+        help="one JSON object per line on stdout, the event as received "
+        "(no colours, no status line; for | jq)",
+    )
+    add(
+        "--bootstrap-servers",
+        type=_arg(check_bootstrap),
+        metavar="HOST:PORT",
+        help=f"Kafka brokers (default ${BOOTSTRAP_VARIABLE}, else {DEV_ENV_FILE} "
+        f"if it exists, else {DEFAULT_BOOTSTRAP})",
+    )
+    add(
+        "--topic",
+        type=_arg(_topic),
+        metavar="NAME",
+        help=f"topic (default ${TOPIC_VARIABLE}, else {DEV_ENV_FILE}, else {FLEET_EVENTS_TOPIC})",
+    )
+    add(
+        "--group",
+        type=_arg(_group),
+        default=DEFAULT_GROUP,
+        metavar="NAME",
+        help=f"consumer group the read positions are committed under (default {DEFAULT_GROUP})",
+    )
+    add(
+        "--max-events",
+        type=_arg(_positive_int),
+        metavar="N",
+        help="exit after showing N events",
+    )
+    add("--duration", type=_arg(_seconds), metavar="S", help="exit after S seconds")
+    add(
+        "--connect-timeout",
+        type=_arg(_seconds),
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        metavar="S",
+        help=f"give up when the broker is unreachable this long at start "
+        f"(default {DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
+
+
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a dev.env file; comments, blanks and `export ` are tolerated."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _from_env(
+    flag_value: str | None,
+    variable: str,
+    environ: Mapping[str, str],
+    dev_env: Callable[[], Mapping[str, str]],
+    dev_env_path: Path,
+) -> tuple[str | None, str]:
+    if flag_value is not None:
+        return flag_value, "flag"
+    if environ.get(variable):
+        return environ[variable], f"${variable}"
+    values = dev_env()
+    if values.get(variable):
+        return values[variable], str(dev_env_path)
+    return None, "default"
+
+
+def options_from_args(
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Options:
+    """Turn parsed flags into Options; a bad environment value raises ConfigurationError."""
+    env = os.environ if environ is None else environ
+    dev_env_path = (cwd or Path.cwd()) / DEV_ENV_FILE
+    cache: dict[str, str] | None = None
+
+    def dev_env() -> Mapping[str, str]:
+        nonlocal cache
+        if cache is None:
+            try:
+                cache = read_env_file(dev_env_path) if dev_env_path.is_file() else {}
+            except OSError:
+                cache = {}
+        return cache
+
+    bootstrap, source = _from_env(
+        args.bootstrap_servers, BOOTSTRAP_VARIABLE, env, dev_env, dev_env_path
+    )
+    if bootstrap is None:
+        bootstrap = DEFAULT_BOOTSTRAP
+    elif source != "flag":
+        try:
+            bootstrap = check_bootstrap(bootstrap)
+        except ValueError as exc:
+            raise ConfigurationError(f"{BOOTSTRAP_VARIABLE} (from {source}): {exc}") from None
+    topic, topic_source = _from_env(args.topic, TOPIC_VARIABLE, env, dev_env, dev_env_path)
+    if topic is None:
+        topic = FLEET_EVENTS_TOPIC
+    elif topic_source != "flag":
+        try:
+            topic = _topic(topic)
+        except ValueError as exc:
+            raise ConfigurationError(f"{TOPIC_VARIABLE} (from {topic_source}): {exc}") from None
+    return Options(
+        bootstrap_servers=bootstrap,
+        bootstrap_source="--bootstrap-servers" if source == "flag" else source,
+        topic=topic,
+        group=args.group,
+        from_beginning=args.from_beginning,
+        json=args.json,
+        cars=frozenset(args.cars or ()),
+        below=args.below,
+        max_events=args.max_events,
+        duration=args.duration,
+        connect_timeout=args.connect_timeout,
+    )
+
+
+def parse_options(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Options:
+    """Parse and validate the flags; a bad one exits 2 with argparse's message naming it."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return options_from_args(args, environ, cwd)
+    except ConfigurationError as exc:
+        parser.error(str(exc))
