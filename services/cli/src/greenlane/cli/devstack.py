@@ -222,6 +222,9 @@ class DevStack:
             str(interval),
             "--json",
             "--no-progress",
+            # Charging at real speed takes an hour: the dev fleet charges 30 times faster.
+            "--charge-speedup",
+            "30",
         ]
         if duration is not None:
             argv += ["--duration", str(duration)]
@@ -229,15 +232,9 @@ class DevStack:
         out = self.workdir / "simulator-summary.json"
         out.unlink(missing_ok=True)
         self.logs.mkdir(parents=True, exist_ok=True)
-        with out.open("wb") as stdout, log_path.open("ab") as stderr:
-            proc = subprocess.Popen(  # noqa: S603
-                argv,
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                env=self.child_env(),
-                process_group=0,
-            )
+        proc = spawn(
+            argv, log_path, env=self.child_env(), stdout_path=out, death_signal=signal.SIGINT
+        )
         child = Child("simulator", proc, log_path, required=False)
         self.children.append(child)
         return child

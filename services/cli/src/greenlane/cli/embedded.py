@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,16 @@ def wait_for_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | Non
     return False
 
 
+# Resolved once here, in the parent: between fork and exec the child of a threaded
+# process (gRPC, asyncio.to_thread) may only call what needs no lock, so no dlopen there.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+_prctl.restype = ctypes.c_int
+
+
 def _die_with_parent(sig: int) -> None:
     # Children must not outlive a parent killed with SIGKILL: the kernel sends them sig.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def spawn(
@@ -84,6 +91,7 @@ def spawn(
     user: str | None = None,
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
+    stdout_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a child in its own process group, its output in log_path.
 
@@ -91,11 +99,13 @@ def spawn(
     """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out: IO[bytes] = log_path.open("ab")
+    # With stdout_path, standard output (a result) goes there and the log gets stderr.
+    result: IO[bytes] | None = stdout_path.open("wb") if stdout_path else None
     try:
         return subprocess.Popen(
             argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            stdout=result if result else out,
+            stderr=out if result else subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
@@ -103,10 +113,18 @@ def spawn(
             group=pwd.getpwnam(user).pw_gid if user else None,
             extra_groups=[] if user else None,
             process_group=0,
-            preexec_fn=lambda: _die_with_parent(death_signal),  # noqa: PLW1509
+            # Python code between fork and exec (preexec_fn) can crash or deadlock a
+            # threaded parent (seen: logging's at-fork lock reinit). So the kernel's
+            # parent-death signal is set only from a single-threaded parent, which
+            # `greenlane dev` is; threaded callers (tests) stop their children themselves.
+            preexec_fn=(
+                (lambda: _die_with_parent(death_signal)) if threading.active_count() == 1 else None
+            ),
         )
     finally:
         out.close()
+        if result:
+            result.close()
 
 
 def stop_process(

@@ -15,7 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from greenlane.cli.devstack import DevStack, Ports, available, simulator_summary
+from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
 from greenlane.core.logs import setup_logging
 
@@ -170,15 +170,14 @@ async def _counts(stack: DevStack) -> tuple[int, int]:
     return cars, events
 
 
-async def _watch(stack: DevStack, args: argparse.Namespace, console: Console) -> int:
+async def _watch(
+    stack: DevStack, args: argparse.Namespace, console: Console, simulator: Child | None
+) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started = time.monotonic()
-    simulator = (
-        stack.start_simulator(args.cars, args.interval, args.duration) if args.cars else None
-    )
     last_line = 0.0
     feed_stop = asyncio.Event()
     feed: asyncio.Task[Any] | None = None
@@ -267,7 +266,12 @@ def main(args: argparse.Namespace) -> int:
         stack.start_services(services)
         console.print(_endpoints(stack, services))
         console.print(f"[green]platform up[/green]; settings in {env_file}. Ctrl+C stops it.")
-        return asyncio.run(_watch(stack, args, console))
+        # Started before the event loop exists: from a single-threaded parent the kernel
+        # can stop it if this process is killed (see embedded.spawn).
+        simulator = None
+        if args.cars:
+            simulator = stack.start_simulator(args.cars, args.interval, args.duration)
+        return asyncio.run(_watch(stack, args, console, simulator))
     except PortInUse as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
