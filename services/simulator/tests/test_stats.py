@@ -149,3 +149,21 @@ def test_elapsed_time_runs_until_finished() -> None:
     assert stats.elapsed(now=12.5) == 2.5
     stats.finish(14.0)
     assert stats.elapsed() == 4.0
+
+
+def test_steady_figures_count_only_messages_sent_after_the_warmup() -> None:
+    import time as _time
+
+    stats = Stats(warmup_s=5.0)
+    stats.start(_time.monotonic() - 10.0)  # the run began 10 s ago
+    stats.record_answer(9.0, accepted=1)  # sent 9 s ago: during the warm-up
+    stats.record_answer(0.010, accepted=1)  # sent just now
+    stats.record_answer(0.020, accepted=1)
+    stats.finish(_time.monotonic())
+
+    steady = stats.to_dict()["steady"]
+    assert steady["answered"] == 2
+    assert steady["latency_ms"]["samples"] == 2
+    assert steady["latency_ms"]["max"] == 20.0
+    assert stats.to_dict()["latency_ms"]["max"] == 9000.0
+    assert "steady" not in Stats().to_dict()

@@ -59,6 +59,7 @@ class Options:
     progress: bool = True
     log_level: LogLevel = "INFO"
     log_format: Literal["human", "json"] = "human"
+    warmup: float = 0.0
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -286,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="at the end, wait this long for outstanding answers (default 5)",
     )
+    add(
+        "--warmup",
+        type=_seconds(allow_zero=True),
+        default=0.0,
+        metavar="S",
+        help="benchmarks: also report a 'steady' rate and latency of the messages sent "
+        "after the first S seconds (stream set-up excluded)",
+    )
     add("--json", action="store_true", help="print the summary as one JSON object on stdout")
     add("--no-progress", action="store_true", help="no live progress line on stderr")
     add(
@@ -348,6 +357,7 @@ def parse_options(
         progress=not args.no_progress and sys.stderr.isatty(),
         log_level=args.log_level or env.log_level,
         log_format=env.log_format,
+        warmup=args.warmup,
     )
 
 
@@ -373,7 +383,7 @@ async def main(options: Options) -> int:
     tune_gc()
     config = options.config
     stop = shutdown_event()
-    stats = Stats()
+    stats = Stats(warmup_s=options.warmup)
     error: str | None = None
     try:
         if options.progress:

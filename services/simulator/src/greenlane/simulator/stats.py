@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -100,6 +101,11 @@ class Stats:
     latencies: Reservoir = field(default_factory=Reservoir)
     started_at: float | None = None  # monotonic seconds
     finished_at: float | None = None
+    # Steady state (benchmarks): only messages sent after the first warmup_s seconds,
+    # so stream set-up at start does not count as the latency of a running fleet.
+    warmup_s: float = 0.0
+    steady_answered: int = 0
+    steady_latencies: Reservoir = field(default_factory=Reservoir)
 
     @property
     def charging_now(self) -> int:
@@ -144,6 +150,11 @@ class Stats:
         self.unavailable += unavailable
         self.unexpected += unexpected
         self.latencies.add(latency_s)
+        if self.warmup_s > 0 and self.started_at is not None:
+            sent_at = time.monotonic() - latency_s
+            if sent_at - self.started_at >= self.warmup_s:
+                self.steady_answered += accepted + booked + no_capacity + rejected + unavailable
+                self.steady_latencies.add(latency_s)
 
     def record_error(self) -> None:
         self.errors += 1
@@ -185,11 +196,29 @@ class Stats:
                 "samples": lat.count,
                 "exact": lat.exact,
             },
+            **({"steady": self._steady(elapsed)} if self.warmup_s > 0 else {}),
+        }
+
+    def _steady(self, elapsed: float) -> dict[str, Any]:
+        window = max(elapsed - self.warmup_s, 0.0)
+        lat = self.steady_latencies
+        return {
+            "warmup_s": self.warmup_s,
+            "window_s": round(window, 3),
+            "answered": self.steady_answered,
+            "answered_per_s": round(self.steady_answered / window, 1) if window > 0 else 0.0,
+            "latency_ms": {
+                "p50": _ms(lat.percentile(50)),
+                "p99": _ms(lat.percentile(99)),
+                "max": _ms(lat.max if lat.count else None),
+                "samples": lat.count,
+            },
         }
 
     def lines(self) -> list[str]:
         """The summary as aligned `name value` text lines."""
         data = self.to_dict()
+        data.pop("steady", None)
         latency = data.pop("latency_ms")
         rows = [(name, str(value)) for name, value in data.items()]
         for name in ("p50", "p99", "mean", "max"):
