@@ -142,7 +142,7 @@ def states(n: int, offset: int = 0) -> list[CarState]:
 
 
 async def redis_ceiling(url: str, seconds: float) -> tuple[float, float]:
-    """Statuses/s written by the hand-packed writer, and by a redis-py pipeline."""
+    """Statuses/s written by the script ingestion uses, and by a redis-py pipeline."""
     client = Redis.from_url(url)
     batch = states(1000)
     done, start = 0, time.perf_counter()
