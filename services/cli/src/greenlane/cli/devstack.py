@@ -40,6 +40,7 @@ class Ports:
     grid: int = 8081
     ingestion_metrics: int = 9101
     pricing_metrics: int = 9102
+    booking_api: int = 8082
 
     VARIABLES = {
         "redis": "GREENLANE_DEV_REDIS_PORT",
@@ -49,6 +50,7 @@ class Ports:
         "grid": "GREENLANE_GRID_PORT",
         "ingestion_metrics": "GREENLANE_DEV_INGESTION_METRICS_PORT",
         "pricing_metrics": "GREENLANE_DEV_PRICING_METRICS_PORT",
+        "booking_api": "GREENLANE_BOOKING_API_PORT",
     }
 
     @classmethod
@@ -96,6 +98,7 @@ class DevStack:
             ("postgres", "PostgreSQL", "GREENLANE_DATABASE_URL" not in self.env),
             ("ingestion", "the ingestion gRPC server", "ingestion" in services),
             ("ingestion_metrics", "ingestion metrics", "ingestion" in services),
+            ("booking_api", "the booking HTTP API", "ingestion" in services),
             ("grid", "the grid service", "grid" in services),
             ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
         ]
@@ -175,6 +178,7 @@ class DevStack:
                     "GREENLANE_INGESTION_PORT": str(p.ingestion),
                     "GREENLANE_METRICS_HOST": "127.0.0.1",
                     "GREENLANE_METRICS_PORT": str(p.ingestion_metrics),
+                    "GREENLANE_BOOKING_API_PORT": str(p.booking_api),
                 },
             )
         if "pricing_worker" in services:

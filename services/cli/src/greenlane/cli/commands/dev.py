@@ -95,6 +95,10 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
         rows += [
             ("ingestion gRPC", f"127.0.0.1:{p.ingestion}  (x-api-token: the dev token)"),
             ("ingestion metrics", f"http://127.0.0.1:{p.ingestion_metrics}/metrics"),
+            (
+                "booking API",
+                f"http://127.0.0.1:{p.booking_api}/api/stations?lat=40.758&lon=-73.9855",
+            ),
         ]
     if "grid" in services:
         rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
@@ -249,6 +253,8 @@ async def _watch(
 
 def main(args: argparse.Namespace) -> int:
     setup_logging("dev", os.environ.get("GREENLANE_LOG_LEVEL", "INFO"), "human")
+    # The feed's consumer would narrate every group change between the event lines.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
     console = Console(stderr=False)
     try:
         ports = Ports.from_env(dict(os.environ))
