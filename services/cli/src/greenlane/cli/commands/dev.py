@@ -261,6 +261,8 @@ def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         return 2
+    # Until the event loop takes over, SIGTERM stops like Ctrl+C: through the finally below.
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = DevStack(args.workdir.resolve(), ports, dict(os.environ))
     services = _services()
     try:
@@ -290,6 +292,10 @@ def main(args: argparse.Namespace) -> int:
         with console.status("stopping every process…"):
             stack.stop()
         console.print("stopped; no process left running.")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _load_stations(stack: DevStack, console: Console) -> None:

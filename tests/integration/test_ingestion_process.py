@@ -1,0 +1,139 @@
+"""The ingestion process as it runs in production: health, reflection, metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis, free_port, port_is_free
+from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def ingestion_process(
+    tmp_path: Path, redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int, Path]]:
+    port, metrics, api = free_port(), free_port(), free_port()
+    log = tmp_path / "ingestion.log"
+    env = {
+        **os.environ,
+        "GREENLANE_API_TOKENS": "greenlane-secret-token",
+        "GREENLANE_REDIS_URL": redis_server.url,
+        "GREENLANE_KAFKA_BOOTSTRAP_SERVERS": kafka_server.url,
+        "GREENLANE_FLEET_EVENTS_TOPIC": topic,
+        "GREENLANE_INGESTION_HOST": "127.0.0.1",
+        "GREENLANE_INGESTION_PORT": str(port),
+        "GREENLANE_METRICS_HOST": "127.0.0.1",
+        "GREENLANE_METRICS_PORT": str(metrics),
+        "GREENLANE_BOOKING_API_PORT": str(api),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "greenlane.ingestion"], env=env, stdout=out, stderr=out
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"ingestion never became ready:\n{log.read_text()[-2000:]}")
+    yield proc, port, metrics, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+async def test_health_and_reflection_answer_without_a_token_and_metrics_are_exposed(
+    ingestion_process: tuple[subprocess.Popen[bytes], int, int, Path],
+) -> None:
+    _, port, metrics, _ = ingestion_process
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        overall = await health.Check(health_pb2.HealthCheckRequest(service=""))
+        fleet = await health.Check(
+            health_pb2.HealthCheckRequest(service="greenlane.v1.FleetTelemetry")
+        )
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = [
+            a
+            async for a in reflect.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+            )
+        ]
+        stub = fleet_pb2_grpc.FleetTelemetryStub(channel)
+        batch = await stub.SendBatch(
+            fleet_pb2.CarStatusBatch(
+                statuses=[
+                    fleet_pb2.CarStatus(
+                        car_id="m-1",
+                        lat=40.7,
+                        lon=-74.0,
+                        battery=77,
+                        velocity=3,
+                        timestamp=time.time_ns() // 1_000_000,
+                    )
+                ]
+            ),
+            metadata=(("x-api-token", "greenlane-secret-token"),),
+        )
+
+    assert overall.status == fleet.status == health_pb2.HealthCheckResponse.SERVING
+    services = {s.name for s in answers[0].list_services_response.service}
+    assert {"greenlane.v1.FleetTelemetry", "grpc.health.v1.Health"} <= services
+    assert batch.accepted == 1
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
+    for name in (
+        'greenlane_ingestion_statuses_received_total{path="batch"} 1.0',
+        "greenlane_ingestion_statuses_accepted_total 1.0",
+        "greenlane_ingestion_ack_latency_seconds_bucket",
+        "greenlane_ingestion_open_streams",
+        "greenlane_ingestion_batch_statuses_bucket",
+        "greenlane_ingestion_flush_statuses_bucket",
+    ):
+        assert name in text
+
+
+def test_sigterm_drains_and_exits_zero_and_frees_the_port(
+    ingestion_process: tuple[subprocess.Popen[bytes], int, int, Path],
+) -> None:
+    proc, port, _, log = ingestion_process
+
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=30)
+
+    assert code == 0, log.read_text()[-2000:]
+    assert "stopped" in log.read_text()
+    assert port_is_free(port)
+    assert "greenlane-secret-token" not in log.read_text()
+
+
+def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
+    env = {**os.environ, "GREENLANE_API_TOKENS": "short", "GREENLANE_INGESTION_PORT": "99999"}
+    result = subprocess.run(
+        [sys.executable, "-m", "greenlane.ingestion"], env=env, capture_output=True, timeout=60
+    )
+    err = result.stderr.decode()
+    assert result.returncode == 2
+    assert "GREENLANE_API_TOKENS" in err and "GREENLANE_INGESTION_PORT" in err
+    assert "short" not in err.replace("shorter", "")
+    assert "Traceback" not in err
