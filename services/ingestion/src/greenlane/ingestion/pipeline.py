@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
 from redis.asyncio import Redis
 
@@ -27,6 +28,7 @@ from greenlane.core.telemetry import inject_trace_headers
 from greenlane.ingestion import metrics
 
 log = logging.getLogger(__name__)
+_PARTITIONER = DefaultPartitioner()
 tracer = trace.get_tracer(__name__)
 
 
@@ -65,6 +67,8 @@ class IngestPipeline:
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
+        self._partition_of: dict[str, int] = {}
+        self._partition_count = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ingest-pipeline")
@@ -229,21 +233,47 @@ class IngestPipeline:
         confirmed: list[bool],
         headers: list[tuple[str, bytes]],
     ) -> None:
-        """Send in order; mark each record confirmed as its broker acknowledgement arrives."""
-        send = self._producer.send
+        """Send one record batch per partition, in order; mark records confirmed per batch.
+
+        Batches skip the per-record futures of producer.send() (a tenth of the CPU at
+        saturation). Partitions are the default partitioner's (murmur2 of the car id), as
+        for every other record keyed by car, so a car's records share one partition.
+        """
+        producer = self._producer
         topic = self._topic
-        futures = []
+        partitions = sorted(await producer.partitions_for(topic))
+        if len(partitions) != self._partition_count:
+            self._partition_of.clear()
+            self._partition_count = len(partitions)
+        by_partition: dict[int, list[int]] = {}
         for i in todo:
-            state = states[i]
-            fut = await send(topic, state.to_json(), key=state.car_id.encode(), headers=headers)
-
-            def _done(f: asyncio.Future[object], i: int = i) -> None:
-                if not f.cancelled() and f.exception() is None:
-                    confirmed[i] = True
-
-            fut.add_done_callback(_done)
-            futures.append(fut)
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+            car = states[i].car_id
+            part = self._partition_of.get(car)
+            if part is None:
+                part = _PARTITIONER(car.encode(), partitions, partitions)
+                self._partition_of[car] = part
+            by_partition.setdefault(part, []).append(i)
+        sent: list[tuple[asyncio.Future[object], list[int]]] = []
+        for part, indices in by_partition.items():
+            batch = producer.create_batch()
+            members: list[int] = []
+            for i in indices:
+                state = states[i]
+                key, value = state.car_id.encode(), state.to_json()
+                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    sent.append((await producer.send_batch(batch, topic, partition=part), members))
+                    batch, members = producer.create_batch(), []
+                    batch.append(key=key, value=value, timestamp=None, headers=headers)
+                members.append(i)
+            sent.append((await producer.send_batch(batch, topic, partition=part), members))
+        error: BaseException | None = None
+        for fut, members in sent:
+            try:
+                await fut
+            except Exception as exc:  # the first failure is raised below
+                error = error or exc
+                continue
+            for i in members:
+                confirmed[i] = True
+        if error is not None:
+            raise error
