@@ -81,17 +81,26 @@ def test_sigterm_stops_every_child_and_frees_every_port(
         stderr=subprocess.STDOUT,
     )
     assert proc.stdout is not None
-    deadline = time.monotonic() + 120
-    seen = b""
-    while b"platform up" not in seen and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-    assert b"platform up" in seen, seen.decode()[-3000:]
+    try:
+        deadline = time.monotonic() + 120
+        seen = b""
+        while b"platform up" not in seen and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen += line
+        assert b"platform up" in seen, seen.decode()[-3000:]
 
-    proc.send_signal(signal.SIGTERM)
-    rest, _ = proc.communicate(timeout=90)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:  # a failed run must not leak the platform into other tests
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
 
     assert proc.returncode == 0, (seen + rest).decode()[-3000:]
     assert b"no process left running" in rest

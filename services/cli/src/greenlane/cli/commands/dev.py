@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,10 @@ async def _watch(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _TERMINATED.is_set():
+        stop.set()
+    env_file = stack.workdir / "dev.env"
+    console.print(f"[green]platform up[/green]; settings in {env_file}. Ctrl+C stops it.")
     started = time.monotonic()
     last_line = 0.0
     feed_stop = asyncio.Event()
@@ -268,12 +273,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         stack.check_ports(services)
         stack.start_servers()
-        env_file = stack.write_env_file()
+        stack.write_env_file()
         _migrate(stack, console)
         _load_stations(stack, console)
         stack.start_services(services)
         console.print(_endpoints(stack, services))
-        console.print(f"[green]platform up[/green]; settings in {env_file}. Ctrl+C stops it.")
         # Started before the event loop exists: from a single-threaded parent the kernel
         # can stop it if this process is killed (see embedded.spawn).
         simulator = None
@@ -294,7 +298,14 @@ def main(args: argparse.Namespace) -> int:
         console.print("stopped; no process left running.")
 
 
+# Set by SIGTERM before the event loop runs. A KeyboardInterrupt raised from a signal
+# handler can land where Python ignores exceptions (a finalizer, a logging lock release);
+# the flag makes sure the request is not lost then.
+_TERMINATED = threading.Event()
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    _TERMINATED.set()
     raise KeyboardInterrupt
 
 
