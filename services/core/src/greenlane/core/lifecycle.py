@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from greenlane.core.errors import ConfigurationError
+
+T = TypeVar("T")
 
 
 def shutdown_event() -> asyncio.Event:
@@ -18,6 +20,22 @@ def shutdown_event() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+async def unless_stopped(stop: asyncio.Event, start: Awaitable[T]) -> T | None:
+    """Await start-up (which may wait for a backend as long as it takes), unless SIGTERM
+    comes first: then start-up is cancelled and None is returned."""
+    starting = asyncio.ensure_future(start)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if starting.done():
+        return starting.result()
+    starting.cancel()
+    await asyncio.gather(starting, return_exceptions=True)
+    return None
 
 
 def run_service(main: Callable[[], Coroutine[Any, Any, int | None]]) -> None:

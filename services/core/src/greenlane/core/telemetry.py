@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import uvicorn
 from opentelemetry import propagate, trace
@@ -79,6 +80,19 @@ def probes_app(
     )
 
 
+class SignalNeutralServer(uvicorn.Server):
+    """A uvicorn server that leaves SIGTERM and SIGINT to lifecycle.shutdown_event().
+
+    uvicorn would replace the loop's handlers with its own, stop serving at once and
+    re-raise the signal on exit: metrics, probes and APIs would vanish while the service
+    is still draining.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
 class ProbeServer:
     """Serves probes_app inside the service's event loop."""
 
@@ -86,7 +100,7 @@ class ProbeServer:
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
-        self._server = uvicorn.Server(config)
+        self._server = SignalNeutralServer(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import socket
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import uvicorn
@@ -16,23 +15,13 @@ from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import setup_tracing
+from greenlane.core.telemetry import SignalNeutralServer, setup_tracing
 from greenlane.grid.app import create_app
 from greenlane.grid.settings import GridSettings
 
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
-
-
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves SIGTERM and SIGINT to core's shutdown_event()."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        # uvicorn would replace the loop's handlers with its own and re-raise
-        # the signal on exit; the process's signals belong to lifecycle.
-        yield
 
 
 def _port(value: str) -> int:
@@ -95,7 +84,7 @@ async def main(args: argparse.Namespace) -> int:
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        server = _Server(config)
+        server = SignalNeutralServer(config)
         with sock:
             host, port = sock.getsockname()[:2]
             log.info(

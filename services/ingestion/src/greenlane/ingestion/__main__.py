@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.lifecycle import run_service, shutdown_event, unless_stopped
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
 from greenlane.core.telemetry import setup_tracing
@@ -20,7 +20,11 @@ async def main() -> int:
     setup_logging("ingestion", settings.log_level, settings.log_format)
     provider = setup_tracing("ingestion")
     stop = shutdown_event()
-    running = await start_server(settings)
+    running = await unless_stopped(stop, start_server(settings))
+    if running is None:
+        log.info("stopped before start-up completed")
+        provider.shutdown()
+        return 0
     await stop.wait()
     log.info("shutting down: draining streams for up to %.1fs", settings.shutdown_grace_seconds)
     await running.stop(settings.shutdown_grace_seconds)

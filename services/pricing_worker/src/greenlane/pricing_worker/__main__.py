@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import logging
 
-from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.lifecycle import run_service, shutdown_event, unless_stopped
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
 from greenlane.core.telemetry import setup_tracing
@@ -24,17 +24,13 @@ async def main() -> int:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     provider = setup_tracing("pricing-worker")
     stop = shutdown_event()
-    stopped = asyncio.create_task(stop.wait())
-    starting = asyncio.create_task(start_worker(settings))
     # Start-up waits for Kafka as long as it takes; SIGTERM must still end it.
-    await asyncio.wait({stopped, starting}, return_when=asyncio.FIRST_COMPLETED)
-    if not starting.done():
-        starting.cancel()
-        await asyncio.gather(starting, return_exceptions=True)
+    running = await unless_stopped(stop, start_worker(settings))
+    if running is None:
         log.info("stopped before start-up completed")
         provider.shutdown()
         return 0
-    running = starting.result()
+    stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
     if running.task.done() and not stop.is_set():
