@@ -48,6 +48,13 @@ def test_the_event_keeps_the_seed_shape_without_a_station() -> None:
             "timestamp",
         ),
         (b'{"car_id": "a", "event_type": "teleport"}', "event_type"),
+        # An integer too big for a float, and one too long for json to parse at all.
+        (
+            b'{"car_id": "a", "lat": 1' + b"0" * 400 + b', "lon": 1, "battery": 1, '
+            b'"velocity": 1, "timestamp": 1}',
+            "lat",
+        ),
+        (b'{"car_id": "a", "lat": 1' + b"0" * 5000 + b"}", "value"),
     ],
 )
 def test_a_bad_event_names_its_field(raw: bytes, field: str) -> None:

@@ -35,8 +35,12 @@ class Grid(httpx.AsyncBaseTransport):
             raise httpx.ConnectError("connection refused", request=request)
         if self.mode == "busy":
             return httpx.Response(503, request=request)
-        if self.mode == "refuse":
-            return httpx.Response(400, json={"detail": "no"}, request=request)
+        if self.mode == "refuse":  # the grid's own problem answer for a bad instant
+            return httpx.Response(
+                400, json={"status": 400, "detail": "at: no", "parameter": "at"}, request=request
+            )
+        if self.mode == "misrouted":  # a wrong URL or an ingress page, not the grid
+            return httpx.Response(404, text="<html>not found</html>", request=request)
         return await self._app.handle_async_request(request)
 
 
@@ -108,7 +112,7 @@ async def test_an_instant_the_grid_refuses_fails_after_the_bounded_attempts(
     assert p.grid_ok  # it answered: refusing one instant is not an outage
 
 
-@pytest.mark.parametrize("outage", ["down", "busy"])
+@pytest.mark.parametrize("outage", ["down", "busy", "misrouted"])
 async def test_while_the_grid_is_down_a_fresh_curve_prices_and_marks_the_rows(
     grid: Grid, client: GridClient, outage: str
 ) -> None:

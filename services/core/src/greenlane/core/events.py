@@ -15,6 +15,8 @@ FLEET_EVENTS_TOPIC: Final = "fleet-events"
 CAR_ID_MAX_LENGTH: Final = 64
 CAR_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 MAX_VELOCITY_KMH: Final = 400.0
+# Redis GEO cannot index the poles (its Mercator limit).
+GEO_MAX_LAT: Final = 85.05112878
 # A car may buffer statuses while offline for up to a week; nothing from the future
 # beyond clock skew.
 MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
@@ -99,11 +101,8 @@ def validate_car_status(
         raise InvalidField("lat", f"must be within [-90, 90], got {lat}")
     if not -180.0 <= _finite("lon", lon) <= 180.0:
         raise InvalidField("lon", f"must be within [-180, 180], got {lon}")
-    # Redis GEO cannot index the poles (its Mercator limit is ±85.05112878°).
-    if not -85.05112878 <= lat <= 85.05112878:
-        raise InvalidField(
-            "lat", f"must be within [-85.05112878, 85.05112878] to be mapped, got {lat}"
-        )
+    if not -GEO_MAX_LAT <= lat <= GEO_MAX_LAT:
+        raise InvalidField("lat", f"must be within ±{GEO_MAX_LAT} to be mapped, got {lat}")
     if not 0.0 <= _finite("battery", battery) <= 100.0:
         raise InvalidField("battery", f"must be within [0, 100] percent, got {battery}")
     if not 0.0 <= _finite("velocity", velocity) <= MAX_VELOCITY_KMH:
@@ -128,7 +127,7 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
     """Decode and validate one fleet-events message; InvalidField says what is wrong."""
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer too long to parse
         raise InvalidField("value", f"is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidField("value", "must be a JSON object")
@@ -138,10 +137,15 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
     car_id = data.get("car_id")
     if not isinstance(car_id, str):
         raise InvalidField("car_id", "must be a string")
+    numbers: dict[str, float] = {}
     for name in _EVENT_NUMBERS:
         v = data.get(name)
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise InvalidField(name, "must be a number")
+        try:
+            numbers[name] = float(v)
+        except OverflowError:
+            raise InvalidField(name, "is out of range") from None
     ts = data.get("timestamp")
     if isinstance(ts, bool) or not isinstance(ts, int):
         raise InvalidField("timestamp", "must be an integer (Unix milliseconds)")
@@ -150,10 +154,10 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
         raise InvalidField("station_id", "must be a string")
     state = validate_car_status(
         car_id,
-        float(data["lat"]),
-        float(data["lon"]),
-        float(data["battery"]),
-        float(data["velocity"]),
+        numbers["lat"],
+        numbers["lon"],
+        numbers["battery"],
+        numbers["velocity"],
         ts,
         now_ms if now_ms is not None else ts,
         station_id,

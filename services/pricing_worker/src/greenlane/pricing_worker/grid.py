@@ -24,6 +24,15 @@ class QuoteRejected(GreenLaneError):
     """The grid answered, but not with a usable quote for this request (4xx, bad body)."""
 
 
+def _refuses_parameter(response: httpx.Response) -> bool:
+    """The grid's own problem answer naming one of our query parameters."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("parameter") in ("at", "hours")
+
+
 class GridClient:
     """GET /api/pricing?at= and GET /api/pricing/forecast over one keep-alive client."""
 
@@ -58,16 +67,18 @@ class GridClient:
                 response = await self._client.get(endpoint, params=params, headers=headers)
             except httpx.HTTPError as exc:
                 raise GridUnavailable(f"{endpoint}: {type(exc).__name__}: {exc}") from None
-            if response.status_code >= 500 or response.status_code in (408, 429):
-                raise GridUnavailable(f"{endpoint}: HTTP {response.status_code}")
-            outcome = "rejected"
+            if response.status_code == 400 and _refuses_parameter(response):
+                # Only the grid saying "this instant is wrong" condemns the events; any
+                # other answer (a wrong URL, an ingress 404, a maintenance page) is an
+                # outage: the batch waits on the curve instead of going to the DLQ.
+                outcome = "rejected"
+                raise QuoteRejected(f"{endpoint}: HTTP 400: {response.text[:200]}")
             if response.status_code != 200:
-                detail = response.text[:200]
-                raise QuoteRejected(f"{endpoint}: HTTP {response.status_code}: {detail}")
+                raise GridUnavailable(f"{endpoint}: HTTP {response.status_code}")
             try:
                 body = response.json()
             except ValueError:
-                raise QuoteRejected(f"{endpoint}: the answer is not JSON") from None
+                raise GridUnavailable(f"{endpoint}: the answer is not JSON") from None
             outcome = "ok"
             return body
         finally:

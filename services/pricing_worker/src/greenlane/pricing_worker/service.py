@@ -13,7 +13,7 @@ from opentelemetry.trace import TracerProvider
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.telemetry import ProbeServer, probes_app
-from greenlane.pricing_worker.grid import GridClient, GridUnavailable, QuoteRejected
+from greenlane.pricing_worker.grid import GridClient
 from greenlane.pricing_worker.pricer import Pricer
 from greenlane.pricing_worker.settings import PricingWorkerSettings
 from greenlane.pricing_worker.store import make_pool
@@ -108,11 +108,7 @@ async def start_worker(
         curve_past_hours=settings.pricing_curve_past_hours,
         curve_future_hours=settings.pricing_curve_future_hours,
     )
-    try:
-        await pricer.refresh_curve()
-    except (GridUnavailable, QuoteRejected) as exc:
-        log.warning("no price curve yet (%s); retrying in the background", exc)
-
+    # The curve's first fetch is the refresher's (run_refresher starts with one).
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=settings.pricing_group_id,
