@@ -186,7 +186,7 @@ async def booking_rate(url: str, seconds: float, cars: int = 500) -> tuple[float
         Station(f"b-{i}", f"Bench {i}", 40.75 + i * 0.001, -73.98, 2, 150.0) for i in range(10)
     ]
     await load_stations(client, stations)
-    store = BookingStore(client, radii_km=(0.5, 2.0))
+    store = BookingStore(client, max_radius_km=2.0)
     calls = booked = 0
     deadline = time.perf_counter() + seconds
 

@@ -32,7 +32,7 @@ CAPACITY = {s.station_id: s.capacity for s in STATIONS}
 @pytest.fixture
 async def store(redis_client: Redis) -> AsyncIterator[BookingStore]:
     await load_stations(redis_client, STATIONS)
-    yield BookingStore(redis_client, ttl_ms=TTL, radii_km=(0.2, 0.5, 1.0), max_candidates=10)
+    yield BookingStore(redis_client, ttl_ms=TTL, max_radius_km=1.0, max_candidates=10)
 
 
 async def live_bookings(redis: Redis, now: int) -> dict[str, int]:
@@ -168,7 +168,7 @@ async def test_free_plus_live_bookings_equals_capacity_after_any_sequence(
 ) -> None:
     await redis_client.flushdb()
     await load_stations(redis_client, STATIONS)
-    store = BookingStore(redis_client, ttl_ms=TTL, radii_km=(0.2, 0.5, 1.0))
+    store = BookingStore(redis_client, ttl_ms=TTL, max_radius_km=1.0)
     now = T0
     held: dict[str, str] = {}
     for op, car, step in ops:

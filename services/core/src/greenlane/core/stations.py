@@ -10,7 +10,7 @@ from typing import Final
 
 from redis.asyncio import Redis
 
-from greenlane.core.events import CAR_ID_PATTERN
+from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.core.redis_state import STATIONS_LOCATIONS_KEY
 
 COLUMNS: Final = ("id", "name", "lat", "lon", "capacity", "power_kw")
@@ -78,7 +78,7 @@ def parse_stations(text: str) -> list[Station]:
         if not name or len(name) > 200:
             raise StationFileError(line, "name", "must be 1 to 200 characters")
         lat, lon = _number(line, "lat", lat_s), _number(line, "lon", lon_s)
-        if not -85.05112878 <= lat <= 85.05112878:
+        if not -GEO_MAX_LAT <= lat <= GEO_MAX_LAT:
             raise StationFileError(line, "lat", f"must be within [-85.05, 85.05], got {lat}")
         if not -180 <= lon <= 180:
             raise StationFileError(line, "lon", f"must be within [-180, 180], got {lon}")

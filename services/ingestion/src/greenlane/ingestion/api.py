@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from greenlane.core.events import CAR_ID_PATTERN
+from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.ingestion.auth import token_is_valid
 from greenlane.ingestion.desk import BookingDesk
 
@@ -65,7 +65,7 @@ def _float(request: Request, name: str, low: float, high: float, default: float 
 
 
 def _id(value: str, name: str) -> str:
-    if not CAR_ID_PATTERN.fullmatch(value) and not (name == "booking_id" and value.isalnum()):
+    if not CAR_ID_PATTERN.fullmatch(value):
         raise Problem(400, f"{name}: must be 1 to 64 letters, digits and _ . : -", name)
     return value
 
@@ -87,16 +87,14 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
         unknown = sorted(set(request.query_params) - known)
         if unknown:
             raise Problem(400, f"unknown query parameters: {', '.join(unknown)}", unknown[0])
-        lat = _float(request, "lat", -85.05112878, 85.05112878, None)
+        lat = _float(request, "lat", -GEO_MAX_LAT, GEO_MAX_LAT, None)
         lon = _float(request, "lon", -180, 180, None)
         radius = _float(request, "radius_km", 0.01, 100, 2.0)
         limit = int(_float(request, "limit", 1, 200, 20))
         show_all = request.query_params.get("all", "false")
         if show_all not in ("true", "false"):
             raise Problem(400, "all: must be true or false", "all")
-        found = await desk.store.nearby(lon, lat, radius, limit)
-        if show_all == "false":
-            found = [s for s in found if s["free"] > 0]
+        found = await desk.store.nearby(lon, lat, radius, limit, free_only=show_all == "false")
         return JSONResponse({"stations": found})
 
     async def car_bookings(request: Request) -> Response:
@@ -108,12 +106,11 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
     async def cancel(request: Request) -> Response:
         authorize(request)
         booking_id = _id(request.path_params["booking_id"], "booking_id")
-        result = await desk.cancel(booking_id)
-        if result == "NOT_FOUND":
+        outcome = await desk.cancel(booking_id)
+        if outcome.result == "NOT_FOUND":
             raise Problem(404, f"booking {booking_id} does not exist")
-        if result == "NOT_ACTIVE":
-            booking = await desk.store.booking(booking_id) or {}
-            raise Problem(409, f"booking {booking_id} is {booking.get('status', 'not active')}")
+        if outcome.result == "NOT_ACTIVE":
+            raise Problem(409, f"booking {booking_id} is {outcome.detail or 'not active'}")
         return JSONResponse({"booking_id": booking_id, "status": "cancelled"})
 
     async def on_problem(_: Request, exc: Exception) -> Response:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from greenlane.core.redis_state import STATIONS_LOCATIONS_KEY
 from greenlane.core.stations import station_bookings_key, station_key
 
 EndStatus = Literal["fulfilled", "cancelled"]
@@ -74,12 +75,12 @@ class BookingStore:
         redis: Redis,
         *,
         ttl_ms: int = 20 * 60 * 1000,
-        radii_km: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0),
+        max_radius_km: float = 5.0,
         max_candidates: int = 10,
     ) -> None:
         self._redis = redis
         self.ttl_ms = ttl_ms
-        self._radii = [repr(r) for r in radii_km]
+        self._max_radius = repr(max_radius_km)
         self._max_candidates = max_candidates
         self._book = redis.register_script(_script("book.lua"))
         self._end = redis.register_script(_script("end.lua"))
@@ -96,7 +97,7 @@ class BookingStore:
                 self.ttl_ms,
                 uuid.uuid4().hex,
                 self._max_candidates,
-                *self._radii,
+                self._max_radius,
             ]
         )
         status = _s(reply[0])
@@ -132,7 +133,7 @@ class BookingStore:
         return _expired(await self._sweep(args=[now_ms, limit]))
 
     async def active_booking(self, car_id: str) -> dict[str, str] | None:
-        bid = await self._redis.get(f"car:{car_id}:booking")
+        bid = await self._redis.get(car_booking_key(car_id))
         if bid is None:
             return None
         data = await self.booking(_s(bid))
@@ -141,59 +142,107 @@ class BookingStore:
         return data
 
     async def booking(self, booking_id: str) -> dict[str, str] | None:
-        raw = await self._redis.hgetall(f"booking:{booking_id}")
-        if not raw:
-            return None
-        return {"booking_id": booking_id, **{_s(k): _s(v) for k, v in raw.items()}}
+        return _booking(booking_id, await self._redis.hgetall(booking_key(booking_id)))
 
     async def car_bookings(self, car_id: str, limit: int = 50) -> list[dict[str, str]]:
-        ids = await self._redis.zrevrange(f"car:{car_id}:bookings", 0, limit - 1)
-        found = [await self.booking(_s(b)) for b in ids]
+        ids = [_s(b) for b in await self._redis.zrevrange(car_bookings_key(car_id), 0, limit - 1)]
+        pipe = self._redis.pipeline(transaction=False)
+        for bid in ids:
+            pipe.hgetall(booking_key(bid))
+        found = [_booking(bid, raw) for bid, raw in zip(ids, await pipe.execute(), strict=True)]
         return [b for b in found if b is not None]
 
     async def now_ms(self) -> int:
         seconds, micros = await self._redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
+    async def station_details(self, station_id: str) -> dict[str, str]:
+        """The station's record (name, lat, lon, capacity, power_kw); empty if unknown."""
+        raw = await self._redis.hgetall(station_key(station_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
     async def station(self, station_id: str, now_ms: int = 0) -> dict[str, Any] | None:
         """A station with its free capacity (capacity minus bookings not yet expired)."""
-        raw = await self._redis.hgetall(station_key(station_id))
-        if not raw:
-            return None
-        data = {_s(k): _s(v) for k, v in raw.items()}
-        now = now_ms or await self.now_ms()
-        live = await self._redis.zcount(station_bookings_key(station_id), f"({now}", "+inf")
-        capacity = int(data["capacity"])
-        return {
-            "station_id": station_id,
-            "name": data["name"],
-            "lat": float(data["lat"]),
-            "lon": float(data["lon"]),
-            "capacity": capacity,
-            "power_kw": float(data["power_kw"]),
-            "live_bookings": int(live),
-            "free": max(capacity - int(live), 0),
-        }
+        found = await self._with_capacity([station_id], now_ms)
+        return found[0] if found else None
 
     async def nearby(
-        self, lon: float, lat: float, radius_km: float, limit: int = 20, now_ms: int = 0
+        self,
+        lon: float,
+        lat: float,
+        radius_km: float,
+        limit: int = 20,
+        *,
+        free_only: bool = True,
+        now_ms: int = 0,
     ) -> list[dict[str, Any]]:
-        found = await self._redis.geosearch(
-            "stations:locations",
-            longitude=lon,
-            latitude=lat,
-            radius=radius_km,
-            unit="km",
-            sort="ASC",
-            count=limit,
-            withdist=True,
+        """Stations nearest first within radius_km; with free_only, only those with a free
+        slot (filtered before the limit, so full stations never hide free ones)."""
+        rows: list[Any] = list(
+            await self._redis.geosearch(
+                STATIONS_LOCATIONS_KEY,
+                longitude=lon,
+                latitude=lat,
+                radius=radius_km,
+                unit="km",
+                sort="ASC",
+                withdist=True,
+            )
         )
-        now = now_ms or await self.now_ms()
+        distance = {_s(member): round(float(dist), 4) for member, dist in rows}
         out = []
-        rows: list[Any] = list(found)
-        for member, dist in rows:
-            info = await self.station(_s(member), now)
-            if info is not None:
-                info["distance_km"] = round(float(dist), 4)
-                out.append(info)
+        for info in await self._with_capacity(list(distance), now_ms):
+            if free_only and info["free"] == 0:
+                continue
+            info["distance_km"] = distance[info["station_id"]]
+            out.append(info)
+            if len(out) == limit:
+                break
         return out
+
+    async def _with_capacity(self, ids: list[str], now_ms: int) -> list[dict[str, Any]]:
+        """Records and live bookings of stations in one round trip, in the order given."""
+        now = now_ms or await self.now_ms()
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in ids:
+            pipe.hgetall(station_key(sid))
+            pipe.zcount(station_bookings_key(sid), f"({now}", "+inf")
+        replies = await pipe.execute()
+        out = []
+        for n, sid in enumerate(ids):
+            raw, live = replies[2 * n], int(replies[2 * n + 1])
+            if not raw:
+                continue
+            data = {_s(k): _s(v) for k, v in raw.items()}
+            capacity = int(data["capacity"])
+            out.append(
+                {
+                    "station_id": sid,
+                    "name": data["name"],
+                    "lat": float(data["lat"]),
+                    "lon": float(data["lon"]),
+                    "capacity": capacity,
+                    "power_kw": float(data["power_kw"]),
+                    "live_bookings": live,
+                    "free": max(capacity - live, 0),
+                }
+            )
+        return out
+
+
+def car_booking_key(car_id: str) -> str:
+    return f"car:{car_id}:booking"
+
+
+def car_bookings_key(car_id: str) -> str:
+    return f"car:{car_id}:bookings"
+
+
+def booking_key(booking_id: str) -> str:
+    return f"booking:{booking_id}"
+
+
+def _booking(booking_id: str, raw: dict[Any, Any]) -> dict[str, str] | None:
+    if not raw:
+        return None
+    return {"booking_id": booking_id, **{_s(k): _s(v) for k, v in raw.items()}}

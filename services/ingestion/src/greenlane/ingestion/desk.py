@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from greenlane.core.events import CarState
-from greenlane.core.redis_state import car_key
+from greenlane.core.redis_state import read_car_state
 from greenlane.ingestion import metrics
-from greenlane.ingestion.booking import BookingStore, Expired
+from greenlane.ingestion.booking import BookingStore, EndOutcome, Expired
 from greenlane.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,11 @@ class DeskAnswer:
 
 def booking_event(
     state: CarState, event_type: str, station_id: str, booking_id: str, **extra: Any
-) -> bytes:
+) -> tuple[bytes, bytes]:
+    """(key, value) of a booking event: keyed by car, like the car's telemetry."""
     event = state.to_event(event_type)
     event.update(station_id=station_id, booking_id=booking_id, **extra)
-    return json.dumps(event, separators=(",", ":")).encode()
+    return state.car_id.encode(), json.dumps(event, separators=(",", ":")).encode()
 
 
 class BookingDesk:
@@ -105,7 +106,7 @@ class BookingDesk:
                 )
             )
         await self.publish(events)
-        info = await self.store.station(booking.station_id) or {}
+        info = await self.store.station_details(booking.station_id)
         return DeskAnswer(
             fleet_pb2.BOOKED,
             f"stored; slot booked at {info.get('name', booking.station_id)}",
@@ -121,7 +122,7 @@ class BookingDesk:
             ),
         )
 
-    async def _expired_events(self, expired: list[Expired]) -> list[bytes]:
+    async def _expired_events(self, expired: list[Expired]) -> list[tuple[bytes, bytes]]:
         events = []
         for e in expired:
             metrics.BOOKINGS.labels("expired").inc()
@@ -131,10 +132,7 @@ class BookingDesk:
 
     async def _last_state(self, car_id: str) -> CarState:
         """The car's latest stored status, stamped now: what a booking event carries."""
-        raw = {
-            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
-            for k, v in (await self._redis.hgetall(car_key(car_id))).items()
-        }
+        raw = await read_car_state(self._redis, car_id)
         now = time.time_ns() // 1_000_000
         try:
             return CarState(
@@ -155,8 +153,8 @@ class BookingDesk:
             await self.publish(await self._expired_events(expired))
         return len(expired)
 
-    async def cancel(self, booking_id: str) -> str:
-        """Cancel an active booking: 'ENDED', 'NOT_FOUND' or 'NOT_ACTIVE'."""
+    async def cancel(self, booking_id: str) -> EndOutcome:
+        """Cancel an active booking; the outcome says why not when it was not active."""
         ended = await self.store.end(booking_id, "cancelled")
         if ended.result == "ENDED":
             metrics.BOOKINGS.labels("cancelled").inc()
@@ -164,17 +162,16 @@ class BookingDesk:
             await self.publish(
                 [booking_event(state, "booking_cancelled", ended.station_id, booking_id)]
             )
-        return ended.result
+        return ended
 
-    async def publish(self, events: list[bytes]) -> None:
+    async def publish(self, events: list[tuple[bytes, bytes]]) -> None:
         """Booking events go to fleet-events keyed by car, like telemetry."""
         if not events:
             return
         try:
             futures = []
-            for raw in events:
-                car_id = json.loads(raw)["car_id"]
-                futures.append(await self._producer.send(self._topic, raw, key=car_id.encode()))
+            for key, value in events:
+                futures.append(await self._producer.send(self._topic, value, key=key))
             await asyncio.wait_for(asyncio.gather(*futures), self._publish_timeout)
         except Exception as exc:  # the booking itself is stored in Redis; the event is late
             metrics.BOOKING_ERRORS.inc()

@@ -242,7 +242,8 @@ class IngestPipeline:
         producer = self._producer
         topic = self._topic
         partitions = sorted(await producer.partitions_for(topic))
-        if len(partitions) != self._partition_count:
+        # Bounded: a fleet larger than this just recomputes murmur2 for some cars.
+        if len(partitions) != self._partition_count or len(self._partition_of) > 200_000:
             self._partition_of.clear()
             self._partition_count = len(partitions)
         by_partition: dict[int, list[int]] = {}

@@ -108,7 +108,7 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         BookingStore(
             redis,
             ttl_ms=int(settings.booking_ttl_seconds * 1000),
-            radii_km=settings.radii,
+            max_radius_km=settings.booking_max_radius_km,
             max_candidates=settings.booking_max_candidates,
         ),
         redis,

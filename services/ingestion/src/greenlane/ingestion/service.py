@@ -156,8 +156,14 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     fut = asyncio.get_running_loop().create_future()
                     fut.set_exception(exc)
                 await answers.put((msg, state, fut))
-        finally:
+        except asyncio.CancelledError:
+            # The client left: nobody reads the queue any more, so no blocking put here
+            # (the handler drains what is left).
+            raise
+        except BaseException:
             await answers.put(None)
+            raise
+        await answers.put(None)
 
     async def _store_batch(
         self, batch: fleet_pb2.CarStatusBatch, received: float

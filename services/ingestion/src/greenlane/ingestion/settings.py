@@ -13,7 +13,6 @@ class IngestionSettings(BaseServiceSettings):
     api_tokens: TokenList = Field(default_factory=list)
     ingestion_host: str = "0.0.0.0"  # noqa: S104 - a server for cars
     ingestion_port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(9101, ge=0, le=65535)
     fleet_events_partitions: int = Field(6, ge=1, le=1024)
     # At most this many statuses go into one Redis round trip and one Kafka flush.
     max_flush_size: int = Field(4000, ge=1, le=100_000)
@@ -28,26 +27,12 @@ class IngestionSettings(BaseServiceSettings):
     # Booking: a car below this battery level (or asking) gets a slot at a nearby station.
     booking_threshold_percent: float = Field(20.0, ge=0, le=100)
     booking_ttl_seconds: float = Field(1200.0, gt=0, le=86_400)
-    # Search radii, nearest first: the first radius with a free slot wins.
-    booking_radii_km: str = "0.5,1,2,5"
+    # Stations are searched nearest first up to this distance: the first with a free slot
+    # wins, which is what widening the radius step by step would find, in one search.
+    booking_max_radius_km: float = Field(5.0, gt=0, le=100)
     booking_max_candidates: int = Field(10, ge=1, le=100)
     booking_sweep_seconds: float = Field(5.0, gt=0, le=3600)
     booking_api_port: int = Field(8082, ge=0, le=65535)
-
-    @field_validator("booking_radii_km")
-    @classmethod
-    def _radii(cls, value: str) -> str:
-        try:
-            radii = [float(r) for r in value.split(",")]
-        except ValueError:
-            raise ValueError("must be comma-separated numbers of kilometres") from None
-        if not radii or any(not 0 < r <= 100 for r in radii) or radii != sorted(radii):
-            raise ValueError("must be increasing radii within (0, 100] km")
-        return value
-
-    @property
-    def radii(self) -> tuple[float, ...]:
-        return tuple(float(r) for r in self.booking_radii_km.split(","))
 
     @field_validator("api_tokens", mode="before")
     @classmethod

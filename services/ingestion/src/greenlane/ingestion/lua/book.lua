@@ -4,7 +4,7 @@
 --
 -- KEYS: none (the script reads the station index itself: standalone Redis/Valkey)
 -- ARGV: car_id, lon, lat, now_ms (0: server TIME), ttl_ms, booking_id,
---       max_candidates, radius_km...
+--       max_candidates, max_radius_km
 -- Returns {"BOOKED", booking_id, station_id, distance_km, expires_ms, existing(0/1), expired...}
 --      or {"NO_CAPACITY", "", "", "", "", 0, expired...}
 -- where expired... is a flat list of reclaimed "booking_id|car_id|station_id".
@@ -60,9 +60,11 @@ if current then
   redis.call('DEL', 'car:' .. car_id .. ':booking')
 end
 
-for i = 8, #ARGV do
+-- Nearest first up to the limit: the same stations, in the same order, as widening the
+-- radius step by step, without looking at the near ones again at every step.
+do
   local found = redis.call('GEOSEARCH', 'stations:locations', 'FROMLONLAT', lon, lat,
-    'BYRADIUS', ARGV[i], 'km', 'ASC', 'COUNT', max_candidates, 'WITHDIST')
+    'BYRADIUS', ARGV[8], 'km', 'ASC', 'COUNT', max_candidates, 'WITHDIST')
   for _, row in ipairs(found) do
     local station_id, dist = row[1], row[2]
     reclaim(station_id)
@@ -76,6 +78,8 @@ for i = 8, #ARGV do
         'created', now, 'expires', expires, 'status', 'active', 'distance_km', dist)
       redis.call('SET', 'car:' .. car_id .. ':booking', booking_id)
       redis.call('ZADD', 'car:' .. car_id .. ':bookings', now, booking_id)
+      -- A car's history keeps its 50 latest bookings (their records expire after a day).
+      redis.call('ZREMRANGEBYRANK', 'car:' .. car_id .. ':bookings', 0, -51)
       local out = {'BOOKED', booking_id, station_id, dist, tostring(expires), 0}
       for _, e in ipairs(expired) do table.insert(out, e) end
       return out
