@@ -126,3 +126,20 @@ def test_a_taken_port_stops_dev_before_it_starts_anything(
     assert f"port {ports['kafka']}" in out and "GREENLANE_DEV_KAFKA_PORT" in out
     assert port_is_free(ports["redis"])
     assert not (workdir / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--cars", "200000"), ("--interval", "5000"), ("--cars", "-1")]
+)
+def test_dev_refuses_what_its_simulator_would_refuse_naming_the_flag(
+    workdir: Path, ports: dict[str, int], flag: str, value: str
+) -> None:
+    result = subprocess.run(
+        greenlane("dev", flag, value, "--workdir", str(workdir)),
+        env=dev_env(ports),
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"argument {flag}" in result.stderr.decode()
+    assert not (workdir / "data").exists()

@@ -333,7 +333,12 @@ async def test_created_fleetsimulation_gets_a_valid_job_that_matches_its_spec(
     args = container["args"]
 
     def arg(flag: str) -> str:
-        return str(args[args.index(flag) + 1])
+        for i, piece in enumerate(args):
+            if piece == flag:
+                return str(args[i + 1])
+            if str(piece).startswith(flag + "="):
+                return str(piece).split("=", 1)[1]
+        raise KeyError(flag)
 
     south, west, north, east = REGIONS["manhattan"]
     assert arg("--cars") == "10"

@@ -23,13 +23,8 @@ from greenlane.core.redis_state import FLEET_LOCATIONS_KEY, car_key
 
 pytestmark = pytest.mark.integration
 
-# The real `greenlane` entry point; "simulate" is added to COMMANDS when it is not
-# listed there yet, so this keeps working once it is.
-CLI = (
-    "import sys; import greenlane.cli.__main__ as cli; "
-    "cli.COMMANDS = tuple(dict.fromkeys((*cli.COMMANDS, 'simulate'))); "
-    "sys.exit(cli.main(sys.argv[1:]))"
-)
+# The real `greenlane` entry point, with its real list of commands.
+CLI = "import sys; import greenlane.cli.__main__ as cli; sys.exit(cli.main(sys.argv[1:]))"
 
 
 def fleet_yaml(path: Path, **spec: Any) -> Path:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
 from greenlane.operator.job import (
     MAX_JOB_NAME,
     SimulatorDefaults,
@@ -13,7 +11,7 @@ from greenlane.operator.job import (
     car_prefix,
     job_name,
     label_value,
-    shard_sizes,
+    run_args,
     simulator_args,
 )
 from greenlane.operator.spec import parse_spec
@@ -38,17 +36,6 @@ def spec(**changes: object) -> object:
     return parse_spec(values)
 
 
-@pytest.mark.parametrize(
-    ("cars", "pods", "shares"),
-    [(10, 1, [10]), (10, 3, [4, 3, 3]), (5, 4, [2, 1, 1, 1]), (4, 4, [1, 1, 1, 1])],
-)
-def test_shards_split_the_fleet_evenly_and_never_leave_a_pod_empty(
-    cars: int, pods: int, shares: list[int]
-) -> None:
-    assert shard_sizes(cars, pods) == shares
-    assert sum(shares) == cars
-
-
 def test_job_names_are_short_dns_labels_that_keep_long_names_apart() -> None:
     assert job_name("smoke", 3) == "smoke-g3"
     long_a = "a" * 200 + ".x"
@@ -62,16 +49,44 @@ def test_job_names_are_short_dns_labels_that_keep_long_names_apart() -> None:
     assert len(car_prefix("c" * 300) + "-00000") <= 64
 
 
+def flags_of(args: list[str]) -> dict[str, str]:
+    """--flag value and --flag=value pieces as a dict (switches map to "")."""
+    flags: dict[str, str] = {}
+    pieces = iter(args)
+    for piece in pieces:
+        if "=" in piece:
+            key, value = piece.split("=", 1)
+            flags[key] = value
+        elif piece in ("--json", "--no-progress"):
+            flags[piece] = ""
+        else:
+            flags[piece] = next(pieces)
+    return flags
+
+
 def test_the_pods_flags_carry_the_spec_and_the_pods_shard() -> None:
     args = simulator_args("fleet", spec(parallelism=5, seed=3), DEFAULTS.target)  # type: ignore[arg-type]
-    flags = dict(zip(args[::2], args[1::2], strict=False))
+    flags = flags_of(args)
     assert flags["--cars"] == "10"
     assert flags["--shard"] == "$(JOB_COMPLETION_INDEX)/5"
     assert flags["--bbox"] == "37.708,-122.515,37.812,-122.357"
+    assert flags["--interval"] == "2.0"
     assert flags["--target"] == DEFAULTS.target
     assert flags["--seed"] == "3"
     assert "--duration" not in args  # runs until the FleetSimulation is deleted
     assert args[-2:] == ["--json", "--no-progress"]
+
+
+def test_a_southern_or_narrow_box_reaches_the_simulator_exactly_and_parses() -> None:
+    from greenlane.simulator.cli import build_parser
+
+    box = {"south": -33.9501234, "west": 18.4, "north": -33.9501231, "east": 18.5}
+    args = simulator_args("cape", spec(region=None, boundingBox=box), DEFAULTS.target)  # type: ignore[arg-type]
+    flags = flags_of(args)
+    assert [float(v) for v in flags["--bbox"].split(",")] == list(box.values())
+    # The simulator reads the flags back (argparse would take a bare -33.95,… for an option).
+    parsed = build_parser().parse_args(run_args("cape", spec(region=None, boundingBox=box)))  # type: ignore[arg-type]
+    assert parsed.bbox == tuple(box.values())
 
 
 def test_spec_resources_override_the_operators_defaults_one_by_one() -> None:

@@ -11,6 +11,18 @@ from greenlane.simulator.fleet import _Fleet
 from greenlane.simulator.stats import Stats
 
 
+@pytest.mark.parametrize(
+    ("cars", "shares"),
+    [(10, [10]), (10, [4, 3, 3]), (5, [2, 1, 1, 1]), (4, [1, 1, 1, 1])],
+)
+def test_operator_pods_get_even_shares_and_none_is_empty(cars: int, shares: list[int]) -> None:
+    count = len(shares)
+    sizes = [
+        len(FleetConfig(cars=cars, shard_index=i, shard_count=count).shard) for i in range(count)
+    ]
+    assert sizes == shares
+
+
 @pytest.mark.parametrize(("cars", "shards"), [(10, 4), (5, 5), (100_000, 7), (1, 1)])
 def test_the_shards_cover_the_fleet_once_and_evenly(cars: int, shards: int) -> None:
     slices = [

@@ -24,6 +24,7 @@ from greenlane.cli.embedded import (
     spawn,
     stop_process,
 )
+from greenlane.core.events import FLEET_EVENTS_TOPIC
 from greenlane.core.settings import DEV_TOKEN
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class DevStack:
     servers: list[EmbeddedServer] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        """The event topic the services use (GREENLANE_FLEET_EVENTS_TOPIC)."""
+        return self.env.get("GREENLANE_FLEET_EVENTS_TOPIC") or FLEET_EVENTS_TOPIC
 
     @property
     def logs(self) -> Path:

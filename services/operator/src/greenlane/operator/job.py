@@ -2,7 +2,7 @@
 
 One Indexed Job per FleetSimulation generation: `parallelism` pods run at once,
 each the simulator with `--shard $(JOB_COMPLETION_INDEX)/<parallelism>`, so pod i
-drives the i-th balanced slice of the fleet (see `shard_sizes`).
+drives the i-th balanced slice of the fleet (see the simulator's `FleetConfig.shard`).
 """
 
 from __future__ import annotations
@@ -71,20 +71,12 @@ def car_prefix(name: str) -> str:
     return _fit(name, MAX_CAR_PREFIX)
 
 
-def shard_sizes(cars: int, parallelism: int) -> list[int]:
-    """Cars per pod: as even as possible, the first `cars % parallelism` pods one more.
-
-    (ceil for all pods but the last would leave pods empty: 5 cars on 4 pods.)
-    """
-    base, extra = divmod(cars, parallelism)
-    return [base + (1 if i < extra else 0) for i in range(parallelism)]
-
-
 def _num(value: float) -> str:
-    return f"{value:g}"
+    # repr, not :g: six significant digits would move (or invert) a narrow box.
+    return repr(float(value))
 
 
-def run_args(name: str, spec: FleetSimulationSpec, *, bbox: bool = True) -> list[str]:
+def run_args(name: str, spec: FleetSimulationSpec) -> list[str]:
     """What to simulate, as simulator flags; shared with `greenlane simulate -f`."""
     args = [
         "--cars",
@@ -94,8 +86,8 @@ def run_args(name: str, spec: FleetSimulationSpec, *, bbox: bool = True) -> list
         "--car-prefix",
         car_prefix(name),
     ]
-    if bbox:
-        args += ["--bbox", spec.bbox().as_arg()]
+    # One piece, `--bbox=…`: a south edge like -33.9 would otherwise read as a flag.
+    args.append(f"--bbox={spec.bbox().as_arg()}")
     if spec.duration_seconds is not None:
         args += ["--duration", str(spec.duration_seconds)]
     if spec.seed is not None:

@@ -95,7 +95,7 @@ class BoundingBox(_Model):
 
     def as_arg(self) -> str:
         """`SOUTH,WEST,NORTH,EAST`, the simulator's --bbox format."""
-        return ",".join(f"{v:g}" for v in (self.south, self.west, self.north, self.east))
+        return ",".join(repr(float(v)) for v in (self.south, self.west, self.north, self.east))
 
 
 class SecretKeyRef(_Model):

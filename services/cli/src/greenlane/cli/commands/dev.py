@@ -19,11 +19,12 @@ from rich.table import Table
 from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
 from greenlane.core.logs import setup_logging
+from greenlane.simulator.config import MAX_CARS, MAX_INTERVAL
 
 log = logging.getLogger(__name__)
 
 
-def _positive(kind: type[int] | type[float], *, zero: bool) -> Any:
+def _positive(kind: type[int] | type[float], *, zero: bool, most: float = math.inf) -> Any:
     def parse(text: str) -> int | float:
         try:
             value = kind(text)
@@ -31,6 +32,8 @@ def _positive(kind: type[int] | type[float], *, zero: bool) -> Any:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
         if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
             raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else '> 0'}")
+        if value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most:g}")
         return value
 
     return parse
@@ -47,13 +50,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--cars",
-        type=_positive(int, zero=True),
+        # The simulator's own limits: dev must refuse what its simulator would.
+        type=_positive(int, zero=True, most=MAX_CARS),
         default=50,
         help="simulated cars (0: no simulator; default 50)",
     )
     p.add_argument(
         "--interval",
-        type=_positive(float, zero=False),
+        type=_positive(float, zero=False, most=MAX_INTERVAL),
         default=2.0,
         help="seconds between two updates of a car (default 2)",
     )
@@ -121,7 +125,11 @@ async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
 
     console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
     await run_feed(
-        Options(bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"]), stop
+        Options(
+            bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
+            topic=stack.topic,
+        ),
+        stop,
     )
 
 
@@ -158,8 +166,9 @@ async def _counts(stack: DevStack) -> tuple[int, int]:
     await consumer.start()
     try:
         await consumer.topics()
-        parts = consumer.partitions_for_topic("fleet-events") or set()
-        tps = [TopicPartition("fleet-events", p) for p in parts]
+        topic = stack.topic
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
         events = 0
         if tps:
             # A fetch reports the true high watermark; the embedded broker's ListOffsets
@@ -196,6 +205,8 @@ async def _watch(
         if args.duration is not None and time.monotonic() - started >= args.duration:
             break
         dead = stack.dead_children()
+        if simulator is not None and simulator.proc.poll() not in (None, 0):
+            dead.append(simulator)  # a fleet that failed is worth stopping for
         if dead:
             child = dead[0]
             console.print(

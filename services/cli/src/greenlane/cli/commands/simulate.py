@@ -24,7 +24,7 @@ from pydantic import SecretStr, ValidationError
 from greenlane.cli.devenv import read_dev_env
 from greenlane.core.errors import ConfigurationError
 from greenlane.operator.job import run_args
-from greenlane.operator.spec import REGIONS, FleetSimulationSpec, SpecError, parse_manifest
+from greenlane.operator.spec import FleetSimulationSpec, SpecError, parse_manifest
 from greenlane.simulator.cli import build_parser as simulator_parser
 from greenlane.simulator.cli import main as simulator_main
 from greenlane.simulator.cli import parse_options
@@ -91,7 +91,8 @@ def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
         if action.nargs == 0:
             given[action.dest] = [flag]
         else:
-            given[action.dest] = [flag, _as_argv(action.dest, value)]
+            # One piece: a value such as -33.9,18.4,… must not read as a flag.
+            given[action.dest] = [f"{flag}={_as_argv(action.dest, value)}"]
     return given
 
 
@@ -125,26 +126,16 @@ def _load(path: Path) -> tuple[str, FleetSimulationSpec]:
     return parse_manifest(sims[0])
 
 
-def _knows(parser: argparse.ArgumentParser, flag: str) -> bool:
-    return flag in parser._option_string_actions  # noqa: SLF001
-
-
 def _file_argv(
     args: argparse.Namespace, parser: argparse.ArgumentParser, given: dict[str, list[str]]
 ) -> list[str]:
     clashes = [dest for dest in given if dest in FROM_THE_FILE]
     if clashes:
-        flags = ", ".join(given[d][0] for d in clashes)
+        flags = ", ".join(given[d][0].split("=", 1)[0] for d in clashes)
         fields = ", ".join(FROM_THE_FILE[d] for d in clashes)
         raise SpecError(str(args.file), f"{flags}: with -f the file decides ({fields})")
     name, spec = _load(args.file)
     box = spec.bbox()
-    with_bbox = _knows(parser, "--bbox")
-    if not with_bbox and (box.south, box.west, box.north, box.east) != REGIONS["manhattan"]:
-        raise SpecError(
-            "spec.region",
-            "this simulator only knows its built-in Manhattan box (it has no --bbox flag yet)",
-        )
     where = spec.region or f"box {box.as_arg()}"
     duration = f"{spec.duration_seconds} s" if spec.duration_seconds else "until Ctrl+C"
     sys.stderr.write(
@@ -159,7 +150,7 @@ def _file_argv(
     )
     # spec.target and spec.tokenSecretRef name cluster things: locally the connection
     # comes from the flags, the environment or dev.env (see the module docstring).
-    argv = run_args(name, spec, bbox=with_bbox)
+    argv = run_args(name, spec)
     for pieces in given.values():
         argv += pieces
     return argv
