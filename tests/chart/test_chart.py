@@ -304,6 +304,9 @@ def test_migrations_run_as_a_hook_job_in_the_pricing_worker_image(
     env = {e["name"]: e for e in container["env"]}
     assert env["GREENLANE_MIGRATIONS_DIR"]["value"] == "/app/sql"
     assert "$(GREENLANE_DATABASE_PASSWORD)" in env["GREENLANE_DATABASE_URL"]["value"]
+    # A hook runs before (pre-install) the release's own objects exist: it must not
+    # need the release's ServiceAccount, or its pod is never created.
+    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
 
 
 def test_helm_test_runs_a_short_simulation_against_ingestion() -> None:

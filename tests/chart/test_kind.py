@@ -15,7 +15,6 @@ SCRIPTS = [
     ROOT / "scripts" / "kind-up.sh",
     ROOT / "scripts" / "kind-down.sh",
     ROOT / "scripts" / "tools" / "install_helm.sh",
-    ROOT / "scripts" / "tools" / "install_hadolint.sh",
     ROOT / "scripts" / "tools" / "_wheel.sh",
     ROOT / "tests" / "e2e" / "dump_cluster.sh",
 ]
