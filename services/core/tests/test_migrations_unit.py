@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from greenlane.core.db import read_env_file, redact, resolve_database_url
+from greenlane.core.db import redact, resolve_database_url
+from greenlane.core.devenv import read_env_file
 from greenlane.core.migrations import (
     Directives,
     Migration,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from greenlane.liveops.options import Options, parse_options, read_env_file
+from greenlane.core.devenv import read_env_file
+from greenlane.liveops.options import Options, parse_options
 
 
 def _parse(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> Options:

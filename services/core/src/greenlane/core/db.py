@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,26 +10,11 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
 
+from greenlane.core.devenv import DEV_ENV_FILE, lookup
 from greenlane.core.errors import BackendUnavailable
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/greenlane"
 DATABASE_URL_VARIABLE = "GREENLANE_DATABASE_URL"
-DEV_ENV_FILE = Path(".greenlane/dev.env")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines (optionally `export KEY=value`, optionally quoted); # comments."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
 
 
 def resolve_database_url(
@@ -42,14 +26,7 @@ def resolve_database_url(
     """--database-url, else GREENLANE_DATABASE_URL, else .greenlane/dev.env, else the default."""
     if explicit:
         return explicit
-    env = os.environ if environ is None else environ
-    if env.get(DATABASE_URL_VARIABLE):
-        return env[DATABASE_URL_VARIABLE]
-    if dev_env.is_file():
-        from_file = read_env_file(dev_env).get(DATABASE_URL_VARIABLE)
-        if from_file:
-            return from_file
-    return DEFAULT_DATABASE_URL
+    return lookup(DATABASE_URL_VARIABLE, DEFAULT_DATABASE_URL, environ=environ, path=dev_env)
 
 
 def redact(conninfo: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from greenlane.core.devenv import DEV_ENV_FILE, read_env_file
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.events import CAR_ID_PATTERN, FLEET_EVENTS_TOPIC
 
@@ -18,7 +19,6 @@ PROG: Final = "python -m greenlane.liveops"
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:19092"
 DEFAULT_GROUP: Final = "live-ops-cli"
 DEFAULT_CONNECT_TIMEOUT_S: Final = 10.0
-DEV_ENV_FILE: Final = Path(".greenlane") / "dev.env"
 BOOTSTRAP_VARIABLE: Final = "GREENLANE_KAFKA_BOOTSTRAP_SERVERS"
 TOPIC_VARIABLE: Final = "GREENLANE_FLEET_EVENTS_TOPIC"
 TOPIC_PATTERN: Final = re.compile(r"[A-Za-z0-9._\-]{1,249}")
@@ -186,24 +186,6 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines of a dev.env file; comments, blanks and `export ` are tolerated."""
-    values: dict[str, str] = {}
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        line = line.removeprefix("export ").strip()
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
 def _from_env(
     flag_value: str | None,
     variable: str,
@@ -235,7 +217,7 @@ def options_from_args(
         nonlocal cache
         if cache is None:
             try:
-                cache = read_env_file(dev_env_path) if dev_env_path.is_file() else {}
+                cache = read_env_file(dev_env_path)
             except OSError:
                 cache = {}
         return cache

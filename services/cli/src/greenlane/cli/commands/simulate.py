@@ -21,7 +21,7 @@ from typing import Any, Final
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from greenlane.cli.devenv import read_dev_env
+from greenlane.core.devenv import read_env_file
 from greenlane.core.errors import ConfigurationError
 from greenlane.operator.job import run_args
 from greenlane.operator.spec import FleetSimulationSpec, SpecError, parse_manifest
@@ -98,7 +98,7 @@ def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
 
 def _settings() -> SimulatorSettings:
     """The environment, falling back to a running `greenlane dev`'s .greenlane/dev.env."""
-    dev_env = read_dev_env()
+    dev_env = read_env_file()
     overrides: dict[str, Any] = {}
     for field in _SETTINGS_FROM_DEV_ENV:
         name = f"GREENLANE_{field.upper()}"

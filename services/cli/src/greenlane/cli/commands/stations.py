@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.console import Console
 
-from greenlane.cli.devenv import setting
+from greenlane.core.devenv import lookup
 from greenlane.core.stations import Station, StationFileError, load_stations, parse_stations
 
 DEFAULT_FILE = Path("data/stations/manhattan.csv")
@@ -48,7 +48,7 @@ async def _load(url: str, stations: list[Station]) -> int:
 
 def main(args: argparse.Namespace) -> int:
     console = Console()
-    url = args.redis_url or setting("GREENLANE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    url = args.redis_url or lookup("GREENLANE_REDIS_URL", "redis://127.0.0.1:6379/0")
     try:
         count = asyncio.run(_load(url, parse_stations(args.file.read_text())))
     except FileNotFoundError:
