@@ -41,11 +41,23 @@ class BaseServiceSettings(BaseSettings):
     @field_validator("kafka_bootstrap_servers")
     @classmethod
     def _host_ports(cls, value: str) -> str:
-        for part in value.split(","):
-            host, sep, port = part.strip().rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"{part.strip()!r} is not host:port")
-        return value
+        return parse_host_ports(value)
+
+
+def parse_host_port(value: str) -> str:
+    """`host:port` with a port in 1..65535 (IPv6 as `[::1]:50051`); returned stripped."""
+    value = value.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT with a port in 1..65535")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{value!r}: write an IPv6 host in brackets, e.g. [::1]:50051")
+    return value
+
+
+def parse_host_ports(value: str) -> str:
+    """A comma-separated list of `host:port` (Kafka bootstrap servers)."""
+    return ",".join(parse_host_port(part) for part in value.split(","))
 
 
 def parse_tokens(value: object) -> list[SecretStr]:

@@ -14,6 +14,7 @@ from typing import Final
 from greenlane.core.devenv import DEV_ENV_FILE, read_env_file
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.events import CAR_ID_PATTERN, FLEET_EVENTS_TOPIC
+from greenlane.core.settings import parse_host_ports
 
 PROG: Final = "python -m greenlane.liveops"
 DEFAULT_BOOTSTRAP: Final = "127.0.0.1:19092"
@@ -47,14 +48,8 @@ class Options:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
 
 
-def check_bootstrap(value: str) -> str:
-    """host:port[,host:port...]; raises ValueError saying which part is wrong."""
-    parts = [p.strip() for p in value.split(",")]
-    for part in parts:
-        host, sep, port = part.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{part!r} is not HOST:PORT")
-    return ",".join(parts)
+# host:port[,host:port...], by the project's one rule.
+check_bootstrap = parse_host_ports
 
 
 def _arg(check: Callable[[str], object]) -> Callable[[str], object]:

@@ -8,7 +8,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from greenlane.core.events import CAR_ID_PATTERN
-from greenlane.core.settings import DEV_TOKEN
+from greenlane.core.settings import DEV_TOKEN, parse_host_port
 from greenlane.simulator.physics import (
     DEFAULT_PACK_KWH,
     INITIAL_BATTERY_MAX,
@@ -34,15 +34,8 @@ MAX_CHARGE_SPEEDUP: Final = 10_000.0
 MAX_PACK_KWH: Final = 1000.0
 
 
-def parse_target(value: str) -> str:
-    """Check `host:port` (IPv6 as `[::1]:50051`); returns it stripped."""
-    value = value.strip()
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"{value!r} is not HOST:PORT with a port in 1..65535")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ValueError(f"{value!r}: write an IPv6 host in brackets, e.g. [::1]:50051")
-    return value
+# The one host:port rule of the project; the simulator's name for it.
+parse_target = parse_host_port
 
 
 class FleetConfig(BaseModel):
