@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -73,3 +73,21 @@ async def start_with_retry(
             log.warning("%s not reachable (%s); retrying in %.1fs", what, type(exc).__name__, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+async def fetch_high_watermarks(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], wait_seconds: float = 3.0
+) -> dict[TopicPartition, int]:
+    """Where each assigned partition really ends, as fetch responses report it.
+
+    ListOffsets (end_offsets, seek_to_end) is not enough: the embedded broker (Tansu)
+    answers it with the start of the last record batch + 1. Records fetched here are
+    dropped; call this before reading. Partitions that did not answer in time are left
+    out of the result.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while loop.time() < deadline and any(consumer.highwater(tp) is None for tp in tps):
+        await consumer.getmany(*tps, timeout_ms=200)
+    ends = {tp: consumer.highwater(tp) for tp in tps}
+    return {tp: end for tp, end in ends.items() if end is not None}

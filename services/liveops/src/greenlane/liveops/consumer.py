@@ -12,6 +12,7 @@ from typing import Final, TextIO
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.liveops.options import Options
 
 log = logging.getLogger(__name__)
@@ -164,14 +165,9 @@ async def _skip_to_high_watermarks(consumer: AIOKafkaConsumer, tps: list[TopicPa
     base offset + 1, so seek_to_end alone would replay the rest of the last batch; a fetch
     reports the true high watermark. On other brokers the two agree and nothing moves.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + PRIMING_S
-    while loop.time() < deadline and any(consumer.highwater(tp) is None for tp in tps):
-        # Records fetched here were written before the feed started: not new, dropped.
-        await consumer.getmany(timeout_ms=POLL_MS)
-    for tp in tps:
-        high = consumer.highwater(tp)
-        if high is not None and high > await consumer.position(tp):
+    ends = await fetch_high_watermarks(consumer, tps, PRIMING_S)
+    for tp, high in ends.items():
+        if high > await consumer.position(tp):
             consumer.seek(tp, high)
 
 

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
+from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.core.logs import setup_logging
 from greenlane.simulator.config import MAX_CARS, MAX_INTERVAL
 
@@ -171,14 +172,9 @@ async def _counts(stack: DevStack) -> tuple[int, int]:
         tps = [TopicPartition(topic, p) for p in parts]
         events = 0
         if tps:
-            # A fetch reports the true high watermark; the embedded broker's ListOffsets
-            # (end_offsets) stops at the start of the last record batch.
             consumer.assign(tps)
             await consumer.seek_to_end(*tps)
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline and any(consumer.highwater(tp) is None for tp in tps):
-                await consumer.getmany(timeout_ms=200)
-            events = sum(consumer.highwater(tp) or 0 for tp in tps)
+            events = sum((await fetch_high_watermarks(consumer, tps, 2.0)).values())
     finally:
         await consumer.stop()
     return cars, events
