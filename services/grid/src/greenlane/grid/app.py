@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any
@@ -28,11 +28,11 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from greenlane.core.errors import InvalidField
+from greenlane.core.http import problem
 from greenlane.core.telemetry import probes_app
 from greenlane.grid.settings import GridSettings
 from greenlane.grid.tariff import MAX_FORECAST_HOURS, Quote, forecast, price_at
 
-PROBLEM_JSON = "application/problem+json"
 DEFAULT_FORECAST_HOURS = 24
 _ECHO_LIMIT = 64  # characters of a bad value repeated back in an error
 _DIGITS = re.compile(r"[0-9]{1,6}")
@@ -47,25 +47,6 @@ class ParameterError(Exception):
         super().__init__(detail)
         self.parameter = parameter
         self.detail = detail
-
-
-def problem(
-    status: int,
-    detail: str | None = None,
-    *,
-    headers: Mapping[str, str] | None = None,
-    **extensions: Any,
-) -> JSONResponse:
-    """An RFC 9457 problem response."""
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": HTTPStatus(status).phrase,
-        "status": status,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(extensions)
-    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
 def iso_utc(instant: datetime) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -13,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
+from greenlane.core.http import problem
 from greenlane.ingestion.auth import token_is_valid
 from greenlane.ingestion.desk import BookingDesk
 
@@ -25,28 +25,6 @@ class Problem(Exception):
         self.status = status
         self.detail = detail
         self.parameter = parameter
-
-
-TITLES = {
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    409: "Conflict",
-    503: "Service Unavailable",
-}
-
-
-def problem(status: int, detail: str, parameter: str | None = None) -> Response:
-    body: dict[str, Any] = {
-        "type": "about:blank",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-    }
-    if parameter:
-        body["parameter"] = parameter
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
 def _float(request: Request, name: str, low: float, high: float, default: float | None) -> float:
@@ -115,11 +93,13 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
 
     async def on_problem(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
-        return problem(exc.status, exc.detail, exc.parameter)
+        if exc.parameter:
+            return problem(exc.status, exc.detail, parameter=exc.parameter)
+        return problem(exc.status, exc.detail)
 
     async def on_http(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return problem(exc.status_code, str(exc.detail))
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
     return Starlette(
         routes=[
