@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
+from greenlane.core.db import DEFAULT_DATABASE_URL
 from greenlane.core.settings import BaseServiceSettings
-
-DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/greenlane"
 
 
 class PricingWorkerSettings(BaseServiceSettings):

@@ -201,11 +201,13 @@ def _run(args: argparse.Namespace, conn: psycopg.Connection[Any], console: Conso
         table = car_table(args.car_id, rows)
         empty = f"no events for car {args.car_id}"
     elif args.report == "prices":
+        # now() read once: the query and the title name the same window.
+        until = args.until or datetime.now(UTC)
+        start, end = reports.hours_window(args.hours, until)
         rows = reports.average_price_by_hour(
-            conn, hours=args.hours, station_id=args.station, until=args.until
+            conn, hours=args.hours, station_id=args.station, until=until
         )
         where = f" at station {args.station}" if args.station else ""
-        start, end = reports.hours_window(args.hours, args.until)
         span = f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
         table = prices_table(f"average price by hour{where}, {span}", rows)
         empty = f"no events{where} from {span}"
