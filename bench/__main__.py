@@ -32,7 +32,8 @@ from greenlane.cli.embedded import (
     stop_process,
     wait_for_port,
 )
-from greenlane.core.events import CarState
+from greenlane.core import keys
+from greenlane.core.events import REDIS_FIELDS, CarState
 from greenlane.core.kafka import ensure_topic, make_producer
 from greenlane.core.redis_state import write_car_states
 from greenlane.core.settings import DEV_TOKEN
@@ -139,7 +140,14 @@ def start_echo(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 def states(n: int, offset: int = 0) -> list[CarState]:
     now = int(time.time() * 1000)
     return [
-        CarState(f"bench-{(i + offset) % 5000}", 40.75, -73.98, 50.0, 30.0, now + i)
+        CarState(
+            car_id=f"bench-{(i + offset) % 5000}",
+            lat=40.75,
+            lon=-73.98,
+            battery=50.0,
+            velocity=30.0,
+            timestamp=now + offset + i,
+        )
         for i in range(n)
     ]
 
@@ -147,28 +155,20 @@ def states(n: int, offset: int = 0) -> list[CarState]:
 async def redis_ceiling(url: str, seconds: float) -> tuple[float, float]:
     """Statuses/s written by the script ingestion uses, and by a redis-py pipeline."""
     client = Redis.from_url(url)
-    batch = states(1000)
-    done, start = 0, time.perf_counter()
+    done, start, offset = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
+        # Newer timestamps each round: every status replaces its car's state.
+        batch = states(1000, offset)
+        offset += 1000
         await write_car_states(client, batch)
         done += len(batch)
     packed = done / (time.perf_counter() - start)
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         pipe = client.pipeline(transaction=False)
-        pipe.geoadd("fleet:locations", [v for s in batch for v in (s.lon, s.lat, s.car_id)])
+        pipe.geoadd(keys.FLEET_LOCATIONS, [v for s in batch for v in (s.lon, s.lat, s.car_id)])
         for s in batch:
-            pipe.hset(
-                f"car:{s.car_id}",
-                mapping={
-                    "battery": s.battery,
-                    "velocity": s.velocity,
-                    "timestamp": s.timestamp,
-                    "lat": s.lat,
-                    "lon": s.lon,
-                    "station_id": s.station_id,
-                },
-            )
+            pipe.hset(keys.car_state(s.car_id), mapping={f: getattr(s, f) for f in REDIS_FIELDS})
         await pipe.execute()
         done += len(batch)
     plain = done / (time.perf_counter() - start)
@@ -181,7 +181,7 @@ async def booking_rate(url: str, seconds: float, cars: int = 500) -> tuple[float
     from redis.asyncio import BlockingConnectionPool
 
     from greenlane.core.stations import Station, load_stations
-    from greenlane.ingestion.booking import BookingStore
+    from greenlane.ingestion.booking_store import BookingStore
 
     client = Redis.from_pool(BlockingConnectionPool.from_url(url, max_connections=64))
     await client.flushdb()

@@ -9,9 +9,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from cluster import ValkeyCluster
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, free_port
+from greenlane.core.redis_state import connect
 
 DEV_TOKEN = "greenlane-secret-token"
 
@@ -32,6 +35,24 @@ def redis_server(stack_dir: Path) -> Iterator[EmbeddedRedis]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(stack_dir: Path) -> Iterator[ValkeyCluster]:
+    """A real Valkey Cluster: three primaries, the 16384 slots split between them."""
+    cluster = ValkeyCluster(stack_dir / "valkey-cluster")
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[RedisCluster]:
+    client = connect(valkey_cluster.url, cluster=True, max_connections=50)
+    assert isinstance(client, RedisCluster)
+    await client.flushdb(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,8 @@ import pytest
 import redis
 from e2e.cluster import Release
 
+from greenlane.core import keys
+
 CARS = 5
 PRICING_DEADLINE_S = 180
 
@@ -59,8 +61,8 @@ def test_a_simulated_fleet_reaches_redis_and_is_priced_into_timescale(
     with release.port_forward(f"{release.name}-redis", 6379) as redis_port:
         client = redis.Redis(port=redis_port, password=redis_password, decode_responses=True)
         try:
-            positions = client.geopos("fleet:locations", *cars)
-            states = [client.hgetall(f"car:{car}") for car in cars]
+            positions = client.geopos(keys.FLEET_LOCATIONS, *cars)
+            states = [client.hgetall(keys.car_state(car)) for car in cars]
         finally:
             client.close()
     assert all(p is not None for p in positions), dict(zip(cars, positions, strict=True))

@@ -1,17 +1,20 @@
-"""Station booking on a real Valkey: the Lua scripts themselves, under contention and over time."""
+"""Station booking on a real Valkey and a real Valkey Cluster: the Lua scripts themselves,
+under contention and over time."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 
+from greenlane.core.keys import Region
+from greenlane.core.redis_state import RedisClient
 from greenlane.core.stations import Station, load_stations
-from greenlane.ingestion.booking import BookingStore
+from greenlane.ingestion.booking_store import BookingStore
 
 pytestmark = pytest.mark.integration
 
@@ -29,23 +32,31 @@ STATIONS = [
 CAPACITY = {s.station_id: s.capacity for s in STATIONS}
 
 
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_any(request: pytest.FixtureRequest) -> RedisClient:
+    """Every test here runs on one Valkey and on a three-primary Valkey Cluster."""
+    name = "redis_client" if request.param == "standalone" else "cluster_client"
+    client: RedisClient = request.getfixturevalue(name)
+    return client
+
+
 @pytest.fixture
-async def store(redis_client: Redis) -> AsyncIterator[BookingStore]:
-    await load_stations(redis_client, STATIONS)
-    yield BookingStore(redis_client, ttl_ms=TTL, max_radius_km=1.0, max_candidates=10)
+async def store(redis_any: RedisClient) -> AsyncIterator[BookingStore]:
+    await load_stations(redis_any, STATIONS)
+    yield BookingStore(redis_any, ttl_ms=TTL, max_radius_km=1.0, max_candidates=10)
 
 
-async def live_bookings(redis: Redis, now: int) -> dict[str, int]:
+async def live_bookings(redis: RedisClient, now: int) -> dict[str, int]:
     """Count live bookings from the booking records themselves, not from the station sets."""
     counts = dict.fromkeys(CAPACITY, 0)
-    async for key in redis.scan_iter("booking:*"):
-        b = {k.decode(): v.decode() for k, v in (await redis.hgetall(key)).items()}
+    for raw in (await redis.hgetall(Region().bookings)).values():
+        b = json.loads(raw)
         if b.get("status") == "active" and int(b["expires"]) > now:
             counts[b["station_id"]] += 1
     return counts
 
 
-async def assert_invariant(store: BookingStore, redis: Redis, now: int) -> None:
+async def assert_invariant(store: BookingStore, redis: RedisClient, now: int) -> None:
     live = await live_bookings(redis, now)
     for sid, capacity in CAPACITY.items():
         info = await store.station(sid, now)
@@ -55,7 +66,7 @@ async def assert_invariant(store: BookingStore, redis: Redis, now: int) -> None:
 
 
 async def test_hundreds_of_cars_at_once_get_exactly_the_twenty_slots(
-    store: BookingStore, redis_client: Redis
+    store: BookingStore, redis_any: RedisClient
 ) -> None:
     outcomes = await asyncio.gather(
         *(store.book(f"car-{i}", -73.9855, 40.7580, T0) for i in range(300))
@@ -71,7 +82,7 @@ async def test_hundreds_of_cars_at_once_get_exactly_the_twenty_slots(
     for sid in CAPACITY:
         info = await store.station(sid, T0)
         assert info is not None and info["free"] == 0
-    await assert_invariant(store, redis_client, T0)
+    await assert_invariant(store, redis_any, T0)
 
 
 async def test_the_nearest_station_with_free_capacity_is_booked_first(store: BookingStore) -> None:
@@ -96,7 +107,7 @@ async def test_asking_again_returns_the_same_booking(store: BookingStore) -> Non
 
 
 async def test_an_expired_booking_returns_its_slot(
-    store: BookingStore, redis_client: Redis
+    store: BookingStore, redis_any: RedisClient
 ) -> None:
     await asyncio.gather(*(store.book(f"car-{i}", -73.9855, 40.7580, T0) for i in range(20)))
     full = await store.book("late", -73.9855, 40.7580, T0 + 1)
@@ -109,7 +120,7 @@ async def test_an_expired_booking_returns_its_slot(
     assert {e.car_id for e in after.expired} <= {f"car-{i}" for i in range(20)}
     swept = await store.sweep(T0 + TTL + 1)
     assert len(after.expired) + len(swept) == 20
-    await assert_invariant(store, redis_client, T0 + TTL + 1)
+    await assert_invariant(store, redis_any, T0 + TTL + 1)
     expired_record = await store.booking(
         swept[0].booking_id if swept else after.expired[0].booking_id
     )
@@ -117,7 +128,7 @@ async def test_an_expired_booking_returns_its_slot(
 
 
 async def test_cancellation_and_fulfilment_return_the_slot(
-    store: BookingStore, redis_client: Redis
+    store: BookingStore, redis_any: RedisClient
 ) -> None:
     a = await store.book("car-a", -73.9880, 40.7560, T0)
     b = await store.book("car-b", -73.9880, 40.7560, T0)
@@ -138,7 +149,7 @@ async def test_cancellation_and_fulfilment_return_the_slot(
         await store.end(c.booking.booking_id, "fulfilled", car_id="car-x")
     ).result == "NOT_OWNER"
     assert await store.active_booking("car-a") is None
-    await assert_invariant(store, redis_client, T0 + 9)
+    await assert_invariant(store, redis_any, T0 + 9)
 
 
 async def test_no_capacity_when_every_station_in_range_is_full_or_too_far(
@@ -164,11 +175,11 @@ OPS = st.lists(
 )
 @given(ops=OPS)
 async def test_free_plus_live_bookings_equals_capacity_after_any_sequence(
-    redis_client: Redis, ops: list[tuple[str, int, int]]
+    redis_any: RedisClient, ops: list[tuple[str, int, int]]
 ) -> None:
-    await redis_client.flushdb()
-    await load_stations(redis_client, STATIONS)
-    store = BookingStore(redis_client, ttl_ms=TTL, max_radius_km=1.0)
+    await redis_any.flushdb()
+    await load_stations(redis_any, STATIONS)
+    store = BookingStore(redis_any, ttl_ms=TTL, max_radius_km=1.0)
     now = T0
     held: dict[str, str] = {}
     for op, car, step in ops:
@@ -185,4 +196,4 @@ async def test_free_plus_live_bookings_equals_capacity_after_any_sequence(
             now += step
         elif op == "sweep":
             await store.sweep(now)
-        await assert_invariant(store, redis_client, now)
+        await assert_invariant(store, redis_any, now)

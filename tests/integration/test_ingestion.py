@@ -13,11 +13,13 @@ from redis.asyncio import Redis
 from stack import read_topic
 
 from greenlane.cli.embedded import EmbeddedKafka
+from greenlane.core import keys
+from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
-TOKEN = [("x-api-token", "greenlane-secret-token")]
+TOKEN = [(TOKEN_METADATA_KEY, "greenlane-secret-token")]
 
 
 def now_ms() -> int:
@@ -89,14 +91,14 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
             "_key": car_id,
             "_partition": mine[-1]["_partition"],
         }
-    members = {m.decode() for m in await redis_client.zrange("fleet:locations", 0, -1)}
+    members = {m.decode() for m in await redis_client.zrange(keys.FLEET_LOCATIONS, 0, -1)}
     assert members == set(sent)
-    positions = await redis_client.geopos("fleet:locations", *sent)
+    positions = await redis_client.geopos(keys.FLEET_LOCATIONS, *sent)
     for (lon, lat), msgs in zip(positions, sent.values(), strict=True):
         assert lon == pytest.approx(msgs[-1].lon, abs=1e-5)
         assert lat == pytest.approx(msgs[-1].lat, abs=1e-5)
     for car_id, msgs in sent.items():
-        state = await redis_client.hgetall(f"car:{car_id}")
+        state = await redis_client.hgetall(keys.car_state(car_id))
         assert state == {
             b"battery": repr(msgs[-1].battery).encode(),
             b"velocity": repr(msgs[-1].velocity).encode(),
@@ -129,7 +131,7 @@ async def test_a_missing_or_wrong_token_is_unauthenticated_and_nothing_is_writte
         )
     assert unary.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "wrong-token" not in (unary.value.details() or "")
-    assert await redis_client.exists("car:intruder", "fleet:locations") == 0
+    assert await redis_client.exists(keys.car_state("intruder"), keys.FLEET_LOCATIONS) == 0
     assert [e for e in await read_topic(kafka_server.url, topic) if e["car_id"] == "intruder"] == []
 
 
@@ -172,8 +174,8 @@ async def test_an_invalid_field_is_rejected_by_name_nothing_is_stored_and_the_st
     assert responses[1].status == fleet_pb2.ACCEPTED
     events = await read_topic(kafka_server.url, topic, expect=1)
     assert [e["car_id"] for e in events] == ["car-good"]
-    assert await redis_client.exists("car:car-bad") == 0
-    members = {m.decode() for m in await redis_client.zrange("fleet:locations", 0, -1)}
+    assert await redis_client.exists(keys.car_state("car-bad")) == 0
+    members = {m.decode() for m in await redis_client.zrange(keys.FLEET_LOCATIONS, 0, -1)}
     assert members == {"car-good"}
 
 
@@ -211,7 +213,7 @@ async def test_a_batch_stores_its_valid_items_lists_the_rejected_and_keeps_car_o
     )
     assert [e["timestamp"] for e in events if e["car_id"] == "car-gw"] == expected
     assert {e["car_id"] for e in events} == {"car-gw"}
-    state = await redis_client.hget("car:car-gw", "timestamp")
+    state = await redis_client.hget(keys.car_state("car-gw"), "timestamp")
     assert state == str(expected[-1]).encode()
 
 

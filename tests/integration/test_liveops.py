@@ -159,7 +159,19 @@ async def test_terminal_mode_prints_coloured_lines_as_plain_text_when_not_a_term
         event("car-00042", 72.4),
         event("car-00042", 10.0),
         b"{broken",
-        event("car-00042", 30.0, event_type="booking_created", station_id="st-12"),
+        # A kind the feed does not show (the planner's): skipped, neither a line nor invalid.
+        json.dumps(
+            {
+                "event_type": "charging_plan",
+                "car_id": "car-00042",
+                "site_id": "site-a",
+                "station_id": "st-12",
+                "timestamp": int(time.time() * 1000),
+            }
+        ).encode(),
+        event(
+            "car-00042", 30.0, event_type="booking_created", station_id="st-12", booking_id="b1"
+        ),
     ]
     await produce(kafka_server.url, topic, values, partitions=1)
     out, err = io.StringIO(), io.StringIO()

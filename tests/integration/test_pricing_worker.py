@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
-from greenlane.core.events import CarState
+from greenlane.core.events import CarState, encode_event
 from greenlane.core.kafka import ensure_topic, make_producer
 from greenlane.core.migrations import apply_migrations
 from greenlane.core.telemetry import ProbeServer
@@ -143,7 +143,15 @@ async def run_worker(values: dict[str, object], into: list[RunningWorker]) -> Ru
 
 
 def event(car: str, ts: int, battery: float, velocity: float = 0.0, station: str = "") -> CarState:
-    return CarState(car, 40.75, -73.98, battery, velocity, ts, station)
+    return CarState(
+        car_id=car,
+        lat=40.75,
+        lon=-73.98,
+        battery=battery,
+        velocity=velocity,
+        timestamp=ts,
+        station_id=station,
+    )
 
 
 class Stream:
@@ -550,10 +558,20 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_ones_are
         (json.dumps({**good[0].to_event(), "event_type": "teleport"}).encode(), "event_type"),
         (event("car-p", 253_402_300_800_000, 50.0).to_json(), "unpriceable: timestamp"),
     ]
-    booking = event("car-p", t + 900, 59.5).to_json("booking_created")
+    # Kinds the worker does not price are skipped, not dead-lettered: a booking event
+    # and the planner's charging plan.
+    booking = encode_event(
+        "booking_created", event("car-p", t + 900, 59.5), station_id="st-1", booking_id="b1"
+    )
+    plan = encode_event(
+        "charging_plan", car_id="car-p", site_id="site-a", station_id="st-1", timestamp=t + 950
+    )
+    skipped_before = REGISTRY.get_sample_value(
+        "greenlane_pricing_worker_messages_total", {"outcome": "skipped"}
+    )
     messages = [("car-p", good[0].to_json())]
     messages += [("car-p", value) for value, _ in poison]
-    messages += [("car-p", booking)] + [("car-p", e.to_json()) for e in good[1:]]
+    messages += [("car-p", booking), ("car-p", plan)] + [("car-p", e.to_json()) for e in good[1:]]
     dlq_before = REGISTRY.get_sample_value(
         "greenlane_pricing_worker_dlq_messages_total", {"reason": "invalid_event"}
     )
@@ -579,8 +597,12 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_ones_are
         )
         == (dlq_before or 0) + 4
     )
-    # The good statuses around the poison are all stored (the booking is not priced),
-    # and consumption went past the poison: everything is committed.
+    assert (
+        REGISTRY.get_sample_value("greenlane_pricing_worker_messages_total", {"outcome": "skipped"})
+        == (skipped_before or 0) + 2
+    )
+    # The good statuses around the poison are all stored (the booking and the plan are
+    # not priced), and consumption went past the poison: everything is committed.
     rows = await fetch_rows(database)
     assert [r["event_key"] for r in rows] == [f"car-p:{e.timestamp}:telemetry" for e in good]
     assert [r["kwh_usage"] for r in rows] == pytest.approx([0.0] + [0.75] * 4)

@@ -19,7 +19,7 @@ import yaml
 from redis.asyncio import Redis
 
 from greenlane.cli.commands import simulate
-from greenlane.core.redis_state import FLEET_LOCATIONS_KEY, car_key
+from greenlane.core import keys
 
 pytestmark = pytest.mark.integration
 
@@ -97,9 +97,9 @@ async def test_simulate_file_drives_ingestion_and_prints_the_simulators_summary(
 
     # The cars are named after the FleetSimulation, as its pods would name them.
     for car in ("local-smoke-00000", "local-smoke-00001"):
-        stored = await redis_client.hgetall(car_key(car))
+        stored = await redis_client.hgetall(keys.car_state(car))
         assert stored, f"{car} never reached Redis"
-        (position,) = await redis_client.geopos(FLEET_LOCATIONS_KEY, car)
+        (position,) = await redis_client.geopos(keys.FLEET_LOCATIONS, car)
         assert position is not None
         lon, lat = position
         assert 40.700 <= lat <= 40.880 and -74.020 <= lon <= -73.907
@@ -138,7 +138,7 @@ async def test_simulate_without_a_file_passes_the_simulators_flags_through(
     )
     assert code == 0, err
     assert json.loads(out)["cars"] == 3
-    assert await redis_client.exists(car_key("passthrough-00002")) == 1
+    assert await redis_client.exists(keys.car_state("passthrough-00002")) == 1
 
 
 async def test_simulate_file_finds_ingestion_through_the_dev_env_file(

@@ -23,7 +23,15 @@ T0 = 1_780_000_000_000
 def ev(
     ts: int, battery: float, velocity: float = 0.0, station: str = "", car: str = "car-1"
 ) -> CarState:
-    return CarState(car, 40.75, -73.98, battery, velocity, ts, station)
+    return CarState(
+        car_id=car,
+        lat=40.75,
+        lon=-73.98,
+        battery=battery,
+        velocity=velocity,
+        timestamp=ts,
+        station_id=station,
+    )
 
 
 def kwh(delta_percent: float) -> float:

@@ -1,16 +1,43 @@
-"""The fleet event schema on Kafka and the rules every car status must meet."""
+"""The fleet event schema: one table of car-state fields, and the registry of event kinds.
+
+`CarState`'s fields, each with its `FieldRule` in the field metadata, are the single
+definition of a car status. Everything else is derived from them: validation
+(`validate_car_status`, keyword arguments only, and `validate_message` for a protobuf
+`CarStatus`), the JSON event and its parser, the fields of the car's Redis hash
+(greenlane.core.redis_state) and the car-state columns of a pricing row (`row_values`).
+The hot-path functions (validation, JSON) are generated from the table once, at import,
+so they run as fast as hand-written code: `generated_source()` shows what they are.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import re
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final, Literal
 
 from greenlane.core.errors import InvalidField
+from greenlane.core.wire import FLEET_EVENTS_TOPIC
 
-FLEET_EVENTS_TOPIC: Final = "fleet-events"
+__all__ = [
+    "CAR_ID_PATTERN",
+    "CAR_STATE_FIELDS",
+    "EVENT_KINDS",
+    "FLEET_EVENTS_TOPIC",
+    "CarState",
+    "EventKind",
+    "FieldRule",
+    "FleetEvent",
+    "encode_event",
+    "event_json",
+    "parse_event",
+    "row_values",
+    "state_from_hash",
+    "validate_car_status",
+    "validate_message",
+]
 
 CAR_ID_MAX_LENGTH: Final = 64
 CAR_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
@@ -22,109 +49,305 @@ GEO_MAX_LAT: Final = 85.05112878
 MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
 
-EVENT_TYPES: Final = frozenset(
-    {
-        "telemetry",
-        "booking_created",
-        "booking_fulfilled",
-        "booking_expired",
-        "booking_cancelled",
-    }
-)
+FieldKind = Literal["id", "number", "timestamp"]
 
 
 @dataclass(frozen=True, slots=True)
-class CarState:
-    """A validated car status: what is stored in Redis and published to Kafka."""
+class FieldRule:
+    """How one car-state field is checked, encoded and stored."""
 
-    car_id: str
-    lat: float
-    lon: float
-    battery: float
-    velocity: float
-    timestamp: int  # Unix milliseconds
-    station_id: str = ""  # set while plugged in at a station
+    kind: FieldKind
+    low: float = 0.0
+    high: float = 0.0
+    unit: str = ""  # said after the range in a rejection ("percent", "km/h")
+    mapped: float = 0.0  # a number must also be within ±mapped (latitude: Redis GEO)
+    optional: bool = False  # "" when absent: left out of the JSON, NULL in a row
+    redis: bool = True  # a field of the car's Redis hash
+    column: str | None = None  # the charging_sessions column it lands in
+
+
+def _rule(kind: FieldKind, **options: Any) -> dict[str, FieldRule]:
+    return {"rule": FieldRule(kind, **options)}
+
+
+@dataclass(slots=True, kw_only=True)
+class CarState:
+    """A validated car status: what is stored in Redis and published to Kafka.
+
+    Not frozen, for speed (a frozen dataclass is three times slower to build, and one
+    is built per status); nothing changes a state once it is validated.
+    """
+
+    car_id: str = field(metadata=_rule("id", redis=False, column="car_id"))
+    lat: float = field(metadata=_rule("number", low=-90, high=90, mapped=GEO_MAX_LAT, column="lat"))
+    lon: float = field(metadata=_rule("number", low=-180, high=180, column="lon"))
+    battery: float = field(
+        metadata=_rule("number", low=0, high=100, unit="percent", column="battery")
+    )
+    velocity: float = field(metadata=_rule("number", low=0, high=MAX_VELOCITY_KMH, unit="km/h"))
+    timestamp: int = field(metadata=_rule("timestamp", column="time"))  # Unix milliseconds
+    # Set while plugged in at a station.
+    station_id: str = field(default="", metadata=_rule("id", optional=True, column="station_id"))
 
     def to_event(self, event_type: str = "telemetry") -> dict[str, Any]:
-        event: dict[str, Any] = {
-            "car_id": self.car_id,
-            "lat": self.lat,
-            "lon": self.lon,
-            "battery": self.battery,
-            "velocity": self.velocity,
-            "timestamp": self.timestamp,
-            "event_type": event_type,
-        }
-        if self.station_id:
-            # Optional: the seed's event shape stays exact for cars on the road.
-            event["station_id"] = self.station_id
+        """The event as a dict, in the order of the JSON (optional fields only when set)."""
+        event: dict[str, Any] = {}
+        for name, rule in CAR_STATE_FIELDS:
+            if not rule.optional:
+                event[name] = getattr(self, name)
+        event["event_type"] = event_type
+        for name, rule in CAR_STATE_FIELDS:
+            if rule.optional and getattr(self, name):
+                # The seed's event shape stays exact for cars on the road.
+                event[name] = getattr(self, name)
         return event
 
     def to_json(self, event_type: str = "telemetry") -> bytes:
-        """The event as compact JSON; built by hand because it is on the hot path.
-
-        Safe without escaping: ids match CAR_ID_PATTERN, event types are fixed words and
-        numbers are finite (validated), so repr() is valid JSON for each of them.
-        """
-        station = f',"station_id":"{self.station_id}"' if self.station_id else ""
-        return (
-            f'{{"car_id":"{self.car_id}","lat":{self.lat!r},"lon":{self.lon!r},'
-            f'"battery":{self.battery!r},"velocity":{self.velocity!r},'
-            f'"timestamp":{self.timestamp},"event_type":"{event_type}"{station}}}'
-        ).encode()
+        """The event as compact JSON (see event_json)."""
+        if event_type != "telemetry" and event_type not in EVENT_KINDS:
+            raise ValueError(f"unknown event type {event_type!r}")
+        return event_json(self, event_type)
 
 
-def _finite(field: str, value: float) -> float:
+CAR_STATE_FIELDS: Final[tuple[tuple[str, FieldRule], ...]] = tuple(
+    (f.name, f.metadata["rule"]) for f in fields(CarState)
+)
+# The fields of the car's Redis hash, in table order.
+REDIS_FIELDS: Final = tuple(name for name, rule in CAR_STATE_FIELDS if rule.redis)
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """One event type on the fleet-events topic.
+
+    `car_state` kinds carry every CarState field; `fields` are the other fields an event
+    of the kind must have, each checked as an id or a timestamp.
+    """
+
+    name: str
+    car_state: bool
+    fields: tuple[tuple[str, Literal["id", "timestamp"]], ...] = ()
+
+
+EVENT_KINDS: Final[Mapping[str, EventKind]] = {
+    kind.name: kind
+    for kind in (
+        EventKind("telemetry", car_state=True),
+        EventKind("booking_created", car_state=True, fields=(("booking_id", "id"),)),
+        EventKind("booking_fulfilled", car_state=True, fields=(("booking_id", "id"),)),
+        EventKind("booking_expired", car_state=True, fields=(("booking_id", "id"),)),
+        EventKind("booking_cancelled", car_state=True, fields=(("booking_id", "id"),)),
+        # The planner's plan for a car at a site (setpoints and slots follow in the event).
+        EventKind(
+            "charging_plan",
+            car_state=False,
+            fields=(
+                ("car_id", "id"),
+                ("site_id", "id"),
+                ("station_id", "id"),
+                ("timestamp", "timestamp"),
+            ),
+        ),
+    )
+}
+EVENT_TYPES: Final = frozenset(EVENT_KINDS)
+
+
+# Called by the generated code when a fast check fails: they find the precise message.
+def _bad_id(name: str, value: str, optional: bool) -> None:
+    if not value:
+        raise InvalidField(name, "is required")
+    if optional:
+        raise InvalidField(name, "must be 1 to 64 letters, digits and _ . : - when set")
+    if len(value) > CAR_ID_MAX_LENGTH:
+        raise InvalidField(name, f"is longer than {CAR_ID_MAX_LENGTH} characters")
+    raise InvalidField(name, "may contain only letters, digits and _ . : -")
+
+
+def _bad_number(name: str, value: float) -> None:
+    rule = _RULES[name]
     if not math.isfinite(value):
-        raise InvalidField(field, f"must be a finite number, got {value!r}")
+        raise InvalidField(name, f"must be a finite number, got {value!r}")
+    if not rule.low <= value <= rule.high:
+        unit = f" {rule.unit}" if rule.unit else ""
+        raise InvalidField(name, f"must be within [{rule.low:g}, {rule.high:g}]{unit}, got {value}")
+    raise InvalidField(name, f"must be within ±{rule.mapped} to be mapped, got {value}")
+
+
+def _bad_timestamp(name: str, value: int, now_ms: int) -> None:
+    if value <= 0:
+        raise InvalidField(name, "is required (Unix milliseconds)")
+    if value < now_ms - MAX_PAST_MS:
+        raise InvalidField(name, "is more than 7 days in the past")
+    raise InvalidField(name, "is more than 5 minutes in the future")
+
+
+_RULES: Final = dict(CAR_STATE_FIELDS)
+
+
+def _generate() -> str:
+    """Python source of the hot-path functions, from the table."""
+    names = [name for name, _ in CAR_STATE_FIELDS]
+    params = ", ".join(
+        f"{name}={''!r}" if rule.optional else name for name, rule in CAR_STATE_FIELDS
+    )
+    check: list[str] = []
+    for name, rule in CAR_STATE_FIELDS:
+        if rule.kind == "id":
+            guard = f"{name} and " if rule.optional else ""
+            check.append(
+                f"    if {guard}not _id_ok({name}): _bad_id({name!r}, {name}, {rule.optional})"
+            )
+        elif rule.kind == "number":
+            bound = min(rule.high, rule.mapped) if rule.mapped else rule.high
+            low = max(rule.low, -rule.mapped) if rule.mapped else rule.low
+            check.append(
+                f"    if not {low!r} <= {name} <= {bound!r}: _bad_number({name!r}, {name})"
+            )
+        else:
+            check.append(
+                f"    if not (0 < {name} and now_ms - {MAX_PAST_MS} <= {name} <= now_ms + "
+                f"{MAX_FUTURE_MS}): _bad_timestamp({name!r}, {name}, now_ms)"
+            )
+    build = ", ".join(f"{n}={n}" for n in names)
+    from_msg = ", ".join(f"{n}=msg.{n}" for n in names)
+    # JSON: required fields in table order, event_type, then optional fields when set.
+    # Safe without escaping: ids match CAR_ID_PATTERN, event types are registered words
+    # and numbers are finite (validated), so repr() is valid JSON for each of them.
+    parts: list[str] = []
+    tails: list[str] = []
+    for name, rule in CAR_STATE_FIELDS:
+        if rule.kind == "id":
+            text = f'"{name}":"{{s.{name}}}"'
+        elif rule.kind == "number":
+            text = f'"{name}":{{s.{name}!r}}'
+        else:
+            text = f'"{name}":{{s.{name}}}'
+        if rule.optional:
+            tails.append(f"(f',{text}' if s.{name} else '')")
+        else:
+            parts.append(text)
+    head = ",".join(parts)
+    tail = " + ".join(tails) if tails else "''"
+    return "\n".join(
+        [
+            f"def validate_car_status(*, now_ms, {params}):",
+            *check,
+            f"    return _CarState({build})",
+            "",
+            "def validate_message(msg, *, now_ms):",
+            f"    return validate_car_status(now_ms=now_ms, {from_msg})",
+            "",
+            "def event_json(s, event_type='telemetry'):",
+            f'    head = f\'{{{{{head},"event_type":"{{event_type}}"\'',
+            f"    return (head + {tail} + '}}').encode()",
+        ]
+    )
+
+
+_SOURCE: Final = _generate()
+_namespace: dict[str, Any] = {
+    "_id_ok": CAR_ID_PATTERN.fullmatch,
+    "_bad_id": _bad_id,
+    "_bad_number": _bad_number,
+    "_bad_timestamp": _bad_timestamp,
+    "_CarState": CarState,
+}
+exec(compile(_SOURCE, "<greenlane.core.events generated>", "exec"), _namespace)  # noqa: S102
+
+validate_car_status: Final[Callable[..., CarState]] = _namespace["validate_car_status"]
+"""validate_car_status(*, now_ms, car_id, lat, lon, battery, velocity, timestamp,
+station_id="") -> CarState: check one status; InvalidField names the first bad field."""
+validate_message: Final[Callable[..., CarState]] = _namespace["validate_message"]
+"""validate_message(msg, *, now_ms) -> CarState: the same, for an object with the fields as
+attributes (a protobuf CarStatus)."""
+event_json: Final[Callable[[CarState, str], bytes]] = _namespace["event_json"]
+"""event_json(state, event_type="telemetry") -> bytes: the event as compact JSON."""
+
+
+def generated_source() -> str:
+    """What the table generates (for reading and debugging)."""
+    return _SOURCE
+
+
+def row_values(state: CarState) -> dict[str, Any]:
+    """The car state's values by charging_sessions column (optional fields: None if unset)."""
+    out: dict[str, Any] = {}
+    for name, rule in CAR_STATE_FIELDS:
+        if rule.column is not None:
+            value = getattr(state, name)
+            out[rule.column] = (value or None) if rule.optional else value
+    return out
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def state_from_hash(car_id: str, raw: Mapping[Any, Any]) -> CarState | None:
+    """A CarState from the car's Redis hash; None if a field is missing or unreadable."""
+    data = {_text(k): _text(v) for k, v in raw.items()}
+    values: dict[str, Any] = {"car_id": car_id}
+    try:
+        for name in REDIS_FIELDS:
+            rule = _RULES[name]
+            text = data.get(name, "" if rule.optional else None)
+            if text is None:
+                return None
+            if rule.kind == "number":
+                values[name] = float(text)
+            elif rule.kind == "timestamp":
+                values[name] = int(text)
+            else:
+                values[name] = text
+    except ValueError:
+        return None
+    return CarState(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEvent:
+    """One decoded fleet-events message."""
+
+    event_type: str
+    car_id: str
+    timestamp: int
+    state: CarState | None  # None for kinds that carry no car state (charging_plan)
+    data: dict[str, Any]  # the JSON object as received
+
+
+def _json_id(data: Mapping[str, Any], name: str, optional: bool) -> str:
+    value = data.get(name)
+    if optional:
+        value = value or ""
+    if not isinstance(value, str):
+        raise InvalidField(name, "must be a string")
     return value
 
 
-def validate_car_status(
-    car_id: str,
-    lat: float,
-    lon: float,
-    battery: float,
-    velocity: float,
-    timestamp: int,
-    now_ms: int,
-    station_id: str = "",
-) -> CarState:
-    """Check one car status against the rules; raise InvalidField naming the first bad field."""
-    if not car_id:
-        raise InvalidField("car_id", "is required")
-    if len(car_id) > CAR_ID_MAX_LENGTH:
-        raise InvalidField("car_id", f"is longer than {CAR_ID_MAX_LENGTH} characters")
-    if not CAR_ID_PATTERN.fullmatch(car_id):
-        raise InvalidField("car_id", "may contain only letters, digits and _ . : -")
-    if not -90.0 <= _finite("lat", lat) <= 90.0:
-        raise InvalidField("lat", f"must be within [-90, 90], got {lat}")
-    if not -180.0 <= _finite("lon", lon) <= 180.0:
-        raise InvalidField("lon", f"must be within [-180, 180], got {lon}")
-    if not -GEO_MAX_LAT <= lat <= GEO_MAX_LAT:
-        raise InvalidField("lat", f"must be within ±{GEO_MAX_LAT} to be mapped, got {lat}")
-    if not 0.0 <= _finite("battery", battery) <= 100.0:
-        raise InvalidField("battery", f"must be within [0, 100] percent, got {battery}")
-    if not 0.0 <= _finite("velocity", velocity) <= MAX_VELOCITY_KMH:
-        raise InvalidField(
-            "velocity", f"must be within [0, {MAX_VELOCITY_KMH:g}] km/h, got {velocity}"
-        )
-    if timestamp <= 0:
-        raise InvalidField("timestamp", "is required (Unix milliseconds)")
-    if timestamp < now_ms - MAX_PAST_MS:
-        raise InvalidField("timestamp", "is more than 7 days in the past")
-    if timestamp > now_ms + MAX_FUTURE_MS:
-        raise InvalidField("timestamp", "is more than 5 minutes in the future")
-    if station_id and not CAR_ID_PATTERN.fullmatch(station_id):
-        raise InvalidField("station_id", "must be 1 to 64 letters, digits and _ . : - when set")
-    return CarState(car_id, lat, lon, battery, velocity, timestamp, station_id)
+def _json_number(data: Mapping[str, Any], name: str) -> float:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField(name, "must be a number")
+    try:
+        return float(value)
+    except OverflowError:
+        raise InvalidField(name, "is out of range") from None
 
 
-_EVENT_NUMBERS: Final = ("lat", "lon", "battery", "velocity")
+def _json_timestamp(data: Mapping[str, Any], name: str) -> int:
+    value = data.get(name)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(name, "must be an integer (Unix milliseconds)")
+    return value
 
 
-def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
-    """Decode and validate one fleet-events message; InvalidField says what is wrong."""
+def parse_event(raw: bytes, now_ms: int | None = None) -> FleetEvent:
+    """Decode and validate one fleet-events message; InvalidField says what is wrong.
+
+    An unregistered event type is invalid. Timestamps are checked against now_ms when
+    given (else only for being positive).
+    """
     try:
         data = json.loads(raw)
     except ValueError as exc:  # bad JSON, bad UTF-8, an integer too long to parse
@@ -132,34 +355,47 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> tuple[CarState, str]:
     if not isinstance(data, dict):
         raise InvalidField("value", "must be a JSON object")
     event_type = data.get("event_type", "telemetry")
-    if event_type not in EVENT_TYPES:
+    kind = EVENT_KINDS.get(event_type) if isinstance(event_type, str) else None
+    if kind is None:
         raise InvalidField("event_type", f"unknown event type {event_type!r}")
-    car_id = data.get("car_id")
-    if not isinstance(car_id, str):
-        raise InvalidField("car_id", "must be a string")
-    numbers: dict[str, float] = {}
-    for name in _EVENT_NUMBERS:
-        v = data.get(name)
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise InvalidField(name, "must be a number")
-        try:
-            numbers[name] = float(v)
-        except OverflowError:
-            raise InvalidField(name, "is out of range") from None
-    ts = data.get("timestamp")
-    if isinstance(ts, bool) or not isinstance(ts, int):
-        raise InvalidField("timestamp", "must be an integer (Unix milliseconds)")
-    station_id = data.get("station_id") or ""
-    if not isinstance(station_id, str):
-        raise InvalidField("station_id", "must be a string")
-    state = validate_car_status(
-        car_id,
-        numbers["lat"],
-        numbers["lon"],
-        numbers["battery"],
-        numbers["velocity"],
-        ts,
-        now_ms if now_ms is not None else ts,
-        station_id,
-    )
-    return state, event_type
+    state: CarState | None = None
+    if kind.car_state:
+        values: dict[str, Any] = {}
+        for name, rule in CAR_STATE_FIELDS:
+            if rule.kind == "id":
+                values[name] = _json_id(data, name, rule.optional)
+            elif rule.kind == "number":
+                values[name] = _json_number(data, name)
+            else:
+                values[name] = _json_timestamp(data, name)
+        ts = values["timestamp"]
+        state = validate_car_status(now_ms=now_ms if now_ms is not None else ts, **values)
+    for name, kind_of in kind.fields:
+        if kind_of == "id":
+            value = _json_id(data, name, False)
+            if not CAR_ID_PATTERN.fullmatch(value):
+                _bad_id(name, value, False)
+        else:
+            value_ts = _json_timestamp(data, name)
+            now = now_ms if now_ms is not None else value_ts
+            if not (0 < value_ts and now - MAX_PAST_MS <= value_ts <= now + MAX_FUTURE_MS):
+                _bad_timestamp(name, value_ts, now)
+    if state is not None:
+        return FleetEvent(event_type, state.car_id, state.timestamp, state, data)
+    return FleetEvent(event_type, data["car_id"], data["timestamp"], None, data)
+
+
+def encode_event(event_type: str, state: CarState | None = None, **extra: Any) -> bytes:
+    """A registered kind's event as compact JSON: the car state (if the kind carries one)
+    and the extra fields; a missing required field is a ValueError naming it."""
+    kind = EVENT_KINDS.get(event_type)
+    if kind is None:
+        raise ValueError(f"unknown event type {event_type!r}")
+    if kind.car_state and state is None:
+        raise ValueError(f"{event_type} events carry the car's state")
+    event = state.to_event(event_type) if state is not None else {"event_type": event_type}
+    event.update(extra)
+    missing = [name for name, _ in kind.fields if name not in event]
+    if missing:
+        raise ValueError(f"{event_type} events need {', '.join(missing)}")
+    return json.dumps(event, separators=(",", ":")).encode()

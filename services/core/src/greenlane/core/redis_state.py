@@ -1,111 +1,524 @@
-"""Redis keys of the live fleet picture and a fast writer for car states."""
+"""The live fleet picture in Redis: the client (standalone or Cluster) and car-state writes.
+
+Car states are written by one Lua script generated from the event table
+(greenlane.core.events.REDIS_FIELDS). Per status it keeps the newest timestamp: an older
+status leaves the car's hash and position alone (it is still history, for Kafka). A
+status that Redis refuses (say a key of the wrong type) fails alone; the others of the
+call are stored. On a standalone server one call writes a whole flush; on Redis Cluster
+the car hashes are written with one call per slot (shard of the fleet) and the fleet's
+GEO index with one more, each keeping the newest timestamp on its own.
+
+Every write answers, per status, what the car held before, so a status the flush could
+not publish can be taken back (`CarStateWrite.undo`): that is how an UNAVAILABLE answer
+means that nothing of the status stayed in Redis.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
-from typing import Final
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Final, TypeAlias
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis import crc
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+)
 
-from greenlane.core.events import CarState
+from greenlane.core import keys
+from greenlane.core.events import CAR_STATE_FIELDS, REDIS_FIELDS, CarState, state_from_hash
 
-FLEET_LOCATIONS_KEY: Final = "fleet:locations"
-STATIONS_LOCATIONS_KEY: Final = "stations:locations"
+log = logging.getLogger(__name__)
 
-
-def car_key(car_id: str) -> str:
-    return f"car:{car_id}"
-
-
-def _bulk(parts: list[bytes], value: bytes) -> None:
-    parts.append(b"$%d\r\n" % len(value))
-    parts.append(value)
-    parts.append(b"\r\n")
-
-
-def _command(parts: list[bytes], *args: bytes) -> None:
-    parts.append(b"*%d\r\n" % len(args))
-    for a in args:
-        _bulk(parts, a)
+RedisClient: TypeAlias = "Redis | RedisCluster"
 
 
-def _num(value: float) -> bytes:
-    return repr(value).encode()
+class BoundedRedisCluster(RedisCluster):
+    """A cluster client whose callers wait for one of max_connections calls in flight
+    (as with BlockingConnectionPool) instead of failing with MaxConnectionsError."""
+
+    def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:
+        super().__init__(*args, max_connections=max_connections, **kwargs)
+        self._in_flight = asyncio.Semaphore(max_connections)
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._in_flight:
+            return await super().execute_command(*args, **kwargs)
 
 
-# One script call per flush: every GEOADD and HSET run server-side, so the client packs
-# one command and reads one reply (measured about 1.5 times the throughput of a
-# hand-packed pipeline of the same commands, whose N replies each cost a read).
-WRITE_CAR_STATES_LUA: Final = """
-local n = #KEYS - 1
+def connect(
+    url: str,
+    *,
+    cluster: bool = False,
+    max_connections: int = 64,
+    timeout: float = 5.0,
+) -> RedisClient:
+    """A client for GREENLANE_REDIS_URL; with cluster (GREENLANE_REDIS_CLUSTER) a Redis
+    Cluster client that finds every node from the one in the URL.
+
+    Callers wait for a free connection (bounded) rather than fail when all are busy.
+    """
+    if cluster:
+        return BoundedRedisCluster.from_url(
+            url,
+            max_connections=max_connections,
+            socket_timeout=timeout,
+            socket_connect_timeout=min(timeout, 2.0),
+        )
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=timeout,
+        socket_timeout=timeout,
+        socket_connect_timeout=min(timeout, 2.0),
+    )
+    return Redis.from_pool(pool)
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+# Errors a later try may not see: the server is away, busy, moving slots or short of memory.
+_TRANSIENT_REPLIES: Final = (
+    "OOM",
+    "BUSY",
+    "LOADING",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "MASTERDOWN",
+    "READONLY",
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a Redis failure may pass (retry it) or is permanent (never retry it)."""
+    if isinstance(exc, ClusterError | RedisClusterException | OSError | TimeoutError):
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).startswith(_TRANSIENT_REPLIES)
+    return isinstance(exc, RedisError)  # connection and timeout errors
+
+
+# --- the scripts, generated from the table ----------------------------------------------
+
+_NAMES: Final = REDIS_FIELDS
+_STRIDE: Final = 1 + len(_NAMES)  # car_id, then the hash fields
+# 1-based positions in HMGET replies and among a status's values.
+_AT: Final = {name: i + 1 for i, name in enumerate(_NAMES)}
+_TS, _LAT, _LON = _AT["timestamp"], _AT["lat"], _AT["lon"]
+_SEP: Final = "|"  # never in a value: ids match CAR_ID_PATTERN, the rest are numbers
+
+
+def _lua_list(items: Sequence[str]) -> str:
+    return ", ".join(f"'{x}'" for x in items)
+
+
+def _hset_args(value: str) -> str:
+    """`'lat', <value of lat>, 'lon', ...` for HSET, values from a Lua expression pattern."""
+    return ", ".join(f"'{n}', {value.format(i=_AT[n])}" for n in _NAMES)
+
+
+_PREAMBLE: Final = """
+local mode = ARGV[1]
+local fleet, cars = mode ~= 'c', mode ~= 'f'
+local first = fleet and 2 or 0
+if fleet then
+  for k, want in pairs({[1] = 'zset', [2] = 'hash'}) do
+    local t = redis.call('TYPE', KEYS[k])['ok']
+    if t ~= want and t ~= 'none' then
+      return redis.error_reply('WRONGTYPE ' .. KEYS[k] .. ' holds a ' .. t .. ', not a ' .. want)
+    end
+  end
+end
+"""
+
+# KEYS: mode 'cf' (standalone): the fleet GEO index, its timestamps, then one car hash per
+# status; 'c': only car hashes (one slot); 'f': only the fleet's two keys.
+# ARGV: mode, then per status car_id and the hash fields in REDIS_FIELDS order.
+# Returns per status '=' .. what the car held before (values joined by '|', or nothing
+# when it held nothing; mode 'f': 'timestamp|lon|lat'), '<' when it held a newer status,
+# or '!' .. the error that refused this status alone.
+WRITE_LUA: Final = (
+    _PREAMBLE
+    + f"""
+local n = (#ARGV - 1) / {_STRIDE}
+local out = {{}}
 for i = 1, n do
-  local b = (i - 1) * 6
-  redis.call('GEOADD', KEYS[1], ARGV[b + 1], ARGV[b + 2], string.sub(KEYS[i + 1], 5))
-  redis.call('HSET', KEYS[i + 1], 'battery', ARGV[b + 3], 'velocity', ARGV[b + 4],
-    'timestamp', ARGV[b + 5], 'lat', ARGV[b + 2], 'lon', ARGV[b + 1],
-    'station_id', ARGV[b + 6])
+  local b = 1 + (i - 1) * {_STRIDE}
+  local car, ts = ARGV[b + 1], tonumber(ARGV[b + 1 + {_TS}])
+  local res
+  if cars then
+    local key = KEYS[first + i]
+    local p = redis.pcall('HMGET', key, {_lua_list(_NAMES)})
+    if p.err then
+      res = '!' .. p.err
+    elseif p[{_TS}] and tonumber(p[{_TS}]) >= ts then
+      res = '<'
+    else
+      local w = redis.pcall('HSET', key, {_hset_args("ARGV[b + 1 + {i}]")})
+      if type(w) == 'table' and w.err then
+        res = '!' .. w.err
+      elseif p[{_TS}] then
+        res = '=' .. {" .. '|' .. ".join(f"(p[{_AT[n]}] or '')" for n in _NAMES)}
+      else
+        res = '='
+      end
+    end
+  end
+  if fleet and (res == nil or string.byte(res) == 61) then
+    local lon, lat = ARGV[b + 1 + {_LON}], ARGV[b + 1 + {_LAT}]
+    if cars then
+      -- One server: the car's hash decided; its position follows.
+      redis.call('GEOADD', KEYS[1], lon, lat, car)
+      redis.call('HSET', KEYS[2], car, ARGV[b + 1 + {_TS}])
+    else
+      local t = redis.call('HGET', KEYS[2], car)
+      if t and tonumber(t) >= ts then
+        res = '<'
+      else
+        local pos = redis.call('GEOPOS', KEYS[1], car)[1]
+        redis.call('GEOADD', KEYS[1], lon, lat, car)
+        redis.call('HSET', KEYS[2], car, ARGV[b + 1 + {_TS}])
+        res = '='
+        if t and pos then res = '=' .. t .. '|' .. pos[1] .. '|' .. pos[2] end
+      end
+    end
+  end
+  out[i] = res
+end
+return out
+"""
+)
+
+# Takes statuses back: a car (or its position) that still holds a status's timestamp gets
+# what it held before (or nothing, if it held nothing). KEYS as for WRITE_LUA; ARGV: mode,
+# then per status car_id, timestamp and the '=' reply of WRITE_LUA without its '='.
+UNDO_LUA: Final = (
+    _PREAMBLE
+    + f"""
+local function split(s)
+  local v = {{}}
+  for x in string.gmatch(s .. '|', '([^|]*)|') do v[#v + 1] = x end
+  return v
+end
+local function place(car, ts, lon, lat)
+  if ts == nil then
+    redis.call('ZREM', KEYS[1], car)
+    redis.call('HDEL', KEYS[2], car)
+  else
+    redis.call('GEOADD', KEYS[1], lon, lat, car)
+    redis.call('HSET', KEYS[2], car, ts)
+  end
+end
+local n = (#ARGV - 1) / 3
+for i = 1, n do
+  local car, ts, prev = ARGV[3 * i - 1], ARGV[3 * i], ARGV[3 * i + 1]
+  local v = prev ~= '' and split(prev) or nil
+  if cars then
+    local key = KEYS[first + i]
+    if redis.call('HGET', key, 'timestamp') == ts then
+      if v then
+        redis.call('HSET', key, {_hset_args("v[{i}]")})
+      else
+        redis.call('DEL', key)
+      end
+      if fleet and redis.call('HGET', KEYS[2], car) == ts then
+        if v then place(car, v[{_TS}], v[{_LON}], v[{_LAT}]) else place(car) end
+      end
+    end
+  elseif redis.call('HGET', KEYS[2], car) == ts then
+    if v then place(car, v[1], v[2], v[3]) else place(car) end
+  end
 end
 return n
 """
-WRITE_CAR_STATES_SHA: Final = hashlib.sha1(WRITE_CAR_STATES_LUA.encode()).hexdigest().encode()
+)
 
 
-def pack_car_states(states: Sequence[CarState], *, evalsha: bool = True) -> bytes:
-    """RESP of one EVALSHA (or EVAL) writing every status in list order.
+@dataclass(frozen=True, slots=True)
+class Script:
+    """A Lua script and its SHA1 (what EVALSHA names it by)."""
 
-    The script runs `GEOADD fleet:locations lon lat car_id` and `HSET car:{id} battery
-    velocity timestamp lat lon station_id` for each status, so the last status of a car
-    wins. Car keys are passed as KEYS, as scripts must declare what they touch.
-    """
-    args: list[bytes] = [
-        b"EVALSHA" if evalsha else b"EVAL",
-        WRITE_CAR_STATES_SHA if evalsha else WRITE_CAR_STATES_LUA.encode(),
-        b"%d" % (len(states) + 1),
-        FLEET_LOCATIONS_KEY.encode(),
-    ]
-    args += [car_key(s.car_id).encode() for s in states]
-    for s in states:
-        args += (
-            _num(s.lon),
-            _num(s.lat),
-            _num(s.battery),
-            _num(s.velocity),
-            b"%d" % s.timestamp,
-            s.station_id.encode(),
+    text: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.text.encode()).hexdigest())
+
+
+WRITE: Final = Script(WRITE_LUA)
+UNDO: Final = Script(UNDO_LUA)
+
+
+# --- packing --------------------------------------------------------------------------
+
+
+def _bulk(value: str) -> str:
+    return f"${len(value)}\r\n{value}\r\n"
+
+
+@lru_cache(maxsize=200_000)
+def _car(car_id: str) -> tuple[str, str, int]:
+    """The car's hash key, the same as a RESP bulk string, and its cluster slot."""
+    key = keys.car_state(car_id)
+    return key, _bulk(key), crc.key_slot(key.encode())
+
+
+def _generate_packers() -> str:
+    """Python source of `_values(s)` (a status's ARGV) and `_argv(s)` (the same as RESP)."""
+    rules = dict(CAR_STATE_FIELDS)
+    exprs = ["s.car_id"]
+    for name in _NAMES:
+        kind = rules[name].kind
+        exprs.append(
+            f"repr(s.{name})"
+            if kind == "number"
+            else f"str(s.{name})"
+            if kind == "timestamp"
+            else f"s.{name}"
         )
-    parts: list[bytes] = []
-    _command(parts, *args)
-    return b"".join(parts)
+    assign = [f"    a{i} = {e}" for i, e in enumerate(exprs)]
+    fmt = "$%d\\r\\n%s\\r\\n" * len(exprs)
+    lengths = ", ".join(f"len(a{i}), a{i}" for i in range(len(exprs)))
+    return "\n".join(
+        [
+            "def _values(s):",
+            f"    return ({', '.join(exprs)})",
+            "",
+            "def _argv(s):",
+            *assign,
+            f'    return "{fmt}" % ({lengths})',
+        ]
+    )
 
 
-async def write_car_states(client: Redis, states: Sequence[CarState]) -> None:
-    """Write positions and latest states in one round trip and one atomic script; raise on
-    any failure. A server that does not know the script yet gets it with EVAL.
-    """
+_PACKER_SOURCE: Final = _generate_packers()
+_ns: dict[str, Any] = {}
+exec(compile(_PACKER_SOURCE, "<greenlane.core.redis_state generated>", "exec"), _ns)  # noqa: S102
+_values: Callable[[CarState], tuple[str, ...]] = _ns["_values"]
+_argv: Callable[[CarState], str] = _ns["_argv"]
+
+
+def pack_call(
+    script: Script, keys_resp: Sequence[str], argv_resp: Sequence[str], numkeys: int, nargs: int
+) -> bytes:
+    """RESP of one EVALSHA whose keys and arguments are RESP bulk strings already."""
+    head = f"*{3 + numkeys + nargs}\r\n$7\r\nEVALSHA\r\n$40\r\n{script.sha}\r\n" + _bulk(
+        str(numkeys)
+    )
+    return (head + "".join(keys_resp) + "".join(argv_resp)).encode()
+
+
+# --- writing -----------------------------------------------------------------------------
+
+_FLEET_KEYS: Final = (keys.FLEET_LOCATIONS, keys.FLEET_TIMESTAMPS)
+_FLEET_RESP: Final = "".join(_bulk(k) for k in _FLEET_KEYS)
+Reply = bytes | None  # b"=..." stored (what it replaced), b"<" older, b"!..." refused
+
+
+@dataclass(slots=True)
+class _Call:
+    """One script call of a write: its mode, the statuses it carries, and where its
+    replies go (the car part or the fleet part of the statuses)."""
+
+    mode: str  # 'cf' (standalone: both parts), 'c' (car hashes of one slot), 'f' (fleet)
+    indices: list[int]
+    replies: list[Reply]
+    done: bool = False
+
+
+def _by_slot(states: Sequence[CarState], indices: Sequence[int]) -> list[list[int]]:
+    groups: dict[int, list[int]] = {}
+    for i in indices:
+        groups.setdefault(_car(states[i].car_id)[2], []).append(i)
+    return list(groups.values())
+
+
+class CarStateWrite:
+    """The Redis side of one flush: try until done, read the outcome per status, undo."""
+
+    def __init__(self, store: CarStateStore, states: Sequence[CarState]) -> None:
+        self._store = store
+        self._states = states
+        every = list(range(len(states)))
+        self._car: list[Reply] = [None] * len(states)
+        self._fleet: list[Reply] | None = None
+        if store.cluster:
+            self._fleet = [None] * len(states)
+            self._calls = [_Call("f", every, self._fleet)]
+            self._calls += [_Call("c", idx, self._car) for idx in _by_slot(states, every)]
+        else:
+            # One call writes both parts: its reply speaks for both.
+            self._calls = [_Call("cf", every, self._car)]
+        self.failed_calls = 0  # for metrics
+
+    @property
+    def pending(self) -> bool:
+        """Some call has no answer yet (not tried, or a failure that may pass)."""
+        return any(not c.done for c in self._calls)
+
+    async def attempt(self) -> None:
+        """One try at every call still pending; failures that may pass stay pending."""
+        await asyncio.gather(*(self._run(c) for c in self._calls if not c.done))
+
+    async def _run(self, call: _Call) -> None:
+        states = [self._states[i] for i in call.indices]
+        try:
+            replies = await self._store.run(
+                WRITE,
+                call.mode,
+                states,
+                [_values(s) for s in states] if self._store.cluster else [_argv(s) for s in states],
+            )
+        except Exception as exc:
+            self.failed_calls += 1
+            if is_transient(exc):
+                log.warning("Redis write of %d statuses failed (retried): %s", len(states), exc)
+                return
+            log.warning("Redis refused a write of %d statuses: %s", len(states), exc)
+            replies = [b"!" + str(exc).encode()] * len(states)
+        for i, reply in zip(call.indices, replies, strict=True):
+            call.replies[i] = reply
+        call.done = True
+
+    def _parts(self, i: int) -> tuple[Reply, ...]:
+        return (self._car[i],) if self._fleet is None else (self._car[i], self._fleet[i])
+
+    def taken(self, i: int) -> bool:
+        """Redis holds status i, or a newer status of its car: it may be published."""
+        return all(p is not None and p[:1] != b"!" for p in self._parts(i))
+
+    def error(self, i: int) -> str:
+        """Why Redis refused status i ("" when it did not, or did not answer)."""
+        for p in self._parts(i):
+            if p is not None and p[:1] == b"!":
+                return "Redis refused it: " + p[1:].decode(errors="replace")
+        return ""
+
+    async def undo(self, indices: Sequence[int]) -> int:
+        """Take back what these statuses wrote, newest first; returns how many it touched.
+
+        A car that holds a later status meanwhile keeps it.
+        """
+        parts = [("cf" if self._fleet is None else "c", self._car)]
+        if self._fleet is not None:
+            parts.append(("f", self._fleet))
+        calls: list[tuple[str, list[int], list[Reply]]] = []
+        touched: set[int] = set()
+        for mode, replies in parts:
+            mine = [i for i in reversed(indices) if (replies[i] or b"")[:1] == b"="]
+            touched.update(mine)
+            groups = _by_slot(self._states, mine) if mode == "c" else [mine] if mine else []
+            calls += [(mode, group, replies) for group in groups]
+        await asyncio.gather(*(self._undo(mode, idx, replies) for mode, idx, replies in calls))
+        return len(touched)
+
+    async def _undo(self, mode: str, indices: list[int], replies: list[Reply]) -> None:
+        states = [self._states[i] for i in indices]
+        values = [
+            (s.car_id, str(s.timestamp), (replies[i] or b"=")[1:].decode())
+            for i, s in zip(indices, states, strict=True)
+        ]
+        if not self._store.cluster:
+            values = ["".join(_bulk(v) for v in row) for row in values]  # type: ignore[misc]
+        await self._store.run(UNDO, mode, states, values)
+
+
+class CarStateStore:
+    """Writes car states to a standalone Redis or a Redis Cluster."""
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self.cluster = is_cluster(client)
+
+    def begin(self, states: Sequence[CarState]) -> CarStateWrite:
+        return CarStateWrite(self, states)
+
+    async def run(
+        self, script: Script, mode: str, states: Sequence[CarState], values: Sequence[Any]
+    ) -> Any:
+        """Run a script in a mode over statuses (KEYS from the mode and the cars).
+
+        values: per status its arguments: RESP text on a standalone server (packed by
+        hand: the hot path), a tuple of strings on a cluster.
+        """
+        with_fleet, with_cars = "f" in mode, mode != "f"
+        if isinstance(self.client, RedisCluster):
+            ks = list(_FLEET_KEYS) if with_fleet else []
+            if with_cars:
+                ks += [_car(s.car_id)[0] for s in states]
+            args = [mode, *(v for row in values for v in row)]
+            try:
+                return await self.client.evalsha(script.sha, len(ks), *ks, *args)
+            except NoScriptError:
+                return await self.client.eval(script.text, len(ks), *ks, *args)
+        keys_resp = [_FLEET_RESP] if with_fleet else []
+        if with_cars:
+            keys_resp += [_car(s.car_id)[1] for s in states]
+        numkeys = (2 if with_fleet else 0) + (len(states) if with_cars else 0)
+        per_status = _STRIDE if script is WRITE else 3
+        packed = pack_call(
+            script, keys_resp, [_bulk(mode), *values], numkeys, 1 + per_status * len(states)
+        )
+        return await self._send(packed, script)
+
+    async def _send(self, packed: bytes, script: Script) -> Any:
+        assert isinstance(self.client, Redis)
+        pool = self.client.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await conn.send_packed_command(packed)
+            try:
+                return await conn.read_response()
+            except NoScriptError:
+                # A server that does not know the script yet (or restarted) learns it.
+                await conn.send_command("SCRIPT", "LOAD", script.text)
+                await conn.read_response()
+                await conn.send_packed_command(packed)
+                return await conn.read_response()
+        except BaseException:
+            # A half-read connection must never go back into the pool.
+            await conn.disconnect()
+            raise
+        finally:
+            await pool.release(conn)
+
+
+async def write_car_states(client: RedisClient, states: Sequence[CarState]) -> None:
+    """Write states (newest timestamp wins per car); raise if any was not stored."""
     if not states:
         return
-    pool = client.connection_pool
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-    try:
-        await conn.send_packed_command(pack_car_states(states))
-        try:
-            await conn.read_response()
-        except NoScriptError:
-            await conn.send_packed_command(pack_car_states(states, evalsha=False))
-            await conn.read_response()
-    except BaseException:
-        # A half-read connection must never go back into the pool.
-        await conn.disconnect()
-        raise
-    finally:
-        await pool.release(conn)
+    write = CarStateStore(client).begin(states)
+    await write.attempt()
+    failed = [write.error(i) or "no answer" for i in range(len(states)) if not write.taken(i)]
+    if failed:
+        raise RedisError(f"{len(failed)} of {len(states)} states not stored: {failed[0]}")
 
 
-async def read_car_state(client: Redis, car_id: str) -> dict[str, str]:
-    raw = await client.hgetall(car_key(car_id))
+async def read_car_state(client: RedisClient, car_id: str) -> dict[str, str]:
+    """The car's hash as text (empty when Redis holds no state for it)."""
+    raw = await client.hgetall(keys.car_state(car_id))
     return {
         (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
         for k, v in raw.items()
     }
+
+
+async def read_state(client: RedisClient, car_id: str) -> CarState | None:
+    """The car's latest stored state; None when Redis holds none (or an unreadable one)."""
+    return state_from_hash(car_id, await client.hgetall(keys.car_state(car_id)))
+
+
+async def count_cars(client: RedisClient) -> int:
+    """Cars with a position in the fleet's GEO index."""
+    return int(await client.zcard(keys.FLEET_LOCATIONS))

@@ -8,6 +8,8 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from greenlane.core.errors import ConfigurationError
+from greenlane.core.keys import DEFAULT_REGION, check_region
+from greenlane.core.wire import FLEET_EVENTS_TOPIC
 
 ENV_PREFIX = "GREENLANE_"
 DEV_TOKEN = "greenlane-secret-token"  # noqa: S105 - the documented dev token, embedded default only
@@ -26,8 +28,12 @@ class BaseServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["human", "json"] = "human"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # GREENLANE_REDIS_URL names one node of a Redis Cluster; the client finds the rest.
+    redis_cluster: bool = False
+    # The booking region: its stations and bookings share one Redis Cluster slot.
+    region: str = DEFAULT_REGION
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
-    fleet_events_topic: str = Field("fleet-events", min_length=1, max_length=249)
+    fleet_events_topic: str = Field(FLEET_EVENTS_TOPIC, min_length=1, max_length=249)
     metrics_host: str = "0.0.0.0"  # noqa: S104 - pods are scraped from outside
     metrics_port: int = Field(9101, ge=0, le=65535)
 
@@ -37,6 +43,11 @@ class BaseServiceSettings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return check_region(value)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -8,10 +8,9 @@ import math
 from dataclasses import dataclass
 from typing import Final
 
-from redis.asyncio import Redis
-
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
-from greenlane.core.redis_state import STATIONS_LOCATIONS_KEY
+from greenlane.core.keys import Region
+from greenlane.core.redis_state import RedisClient
 
 COLUMNS: Final = ("id", "name", "lat", "lon", "capacity", "power_kw")
 
@@ -33,14 +32,6 @@ class Station:
     lon: float
     capacity: int
     power_kw: float
-
-
-def station_key(station_id: str) -> str:
-    return f"station:{station_id}"
-
-
-def station_bookings_key(station_id: str) -> str:
-    return f"station:{station_id}:bookings"
 
 
 def _number(line: int, field: str, raw: str) -> float:
@@ -94,13 +85,21 @@ def parse_stations(text: str) -> list[Station]:
     return stations
 
 
-async def load_stations(client: Redis, stations: list[Station]) -> int:
-    """Upsert stations into the GEO index and their hashes; live bookings are kept."""
+async def load_stations(
+    client: RedisClient, stations: list[Station], region: Region | None = None
+) -> int:
+    """Upsert stations into a region's GEO index and their hashes; live bookings are kept.
+
+    One transaction: every key of a region is in the region's slot (Redis Cluster too).
+    """
+    region = region or Region()
     pipe = client.pipeline(transaction=True)
-    pipe.geoadd(STATIONS_LOCATIONS_KEY, [v for s in stations for v in (s.lon, s.lat, s.station_id)])
+    pipe.geoadd(
+        region.stations_locations, [v for s in stations for v in (s.lon, s.lat, s.station_id)]
+    )
     for s in stations:
         pipe.hset(
-            station_key(s.station_id),
+            region.station(s.station_id),
             mapping={
                 "name": s.name,
                 "lat": repr(s.lat),

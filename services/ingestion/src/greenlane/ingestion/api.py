@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,8 +15,11 @@ from starlette.routing import Route
 
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.core.http import problem
+from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.ingestion.auth import token_is_valid
 from greenlane.ingestion.desk import BookingDesk
+
+log = logging.getLogger(__name__)
 
 
 class Problem(Exception):
@@ -52,12 +57,12 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
     """The API needs the same x-api-token as the gRPC service (or `Authorization: Bearer`)."""
 
     def authorize(request: Request) -> None:
-        presented = request.headers.get("x-api-token")
+        presented = request.headers.get(TOKEN_METADATA_KEY)
         auth = request.headers.get("authorization", "")
         if presented is None and auth.lower().startswith("bearer "):
             presented = auth[7:].strip()
         if not token_is_valid(presented, tokens):
-            raise Problem(401, "missing or invalid x-api-token")
+            raise Problem(401, f"missing or invalid {TOKEN_METADATA_KEY}")
 
     async def stations(request: Request) -> Response:
         authorize(request)
@@ -101,11 +106,19 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
         assert isinstance(exc, HTTPException)
         return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
+    async def on_error(request: Request, exc: Exception) -> Response:
+        # Whatever goes wrong, the answer is problem+json, never a bare 500 text.
+        if isinstance(exc, RedisError | OSError):
+            log.warning("%s %s: Redis failed: %s", request.method, request.url.path, exc)
+            return problem(503, "the booking store is unavailable; try again later")
+        log.exception("%s %s failed", request.method, request.url.path)
+        return problem(500, "internal error")
+
     return Starlette(
         routes=[
             Route("/api/stations", stations, methods=["GET"]),
             Route("/api/cars/{car_id}/bookings", car_bookings, methods=["GET"]),
             Route("/api/bookings/{booking_id}", cancel, methods=["DELETE"]),
         ],
-        exception_handlers={Problem: on_problem, HTTPException: on_http},
+        exception_handlers={Problem: on_problem, HTTPException: on_http, Exception: on_error},
     )

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
-from greenlane.core.events import CarState
-from greenlane.core.redis_state import read_car_state
+from greenlane.core.events import CarState, encode_event
+from greenlane.core.redis_state import RedisClient, read_state
 from greenlane.ingestion import metrics
-from greenlane.ingestion.booking import BookingStore, EndOutcome, Expired
+from greenlane.ingestion.booking_store import BookingStore, EndOutcome, Expired
 from greenlane.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
@@ -32,9 +31,8 @@ def booking_event(
     state: CarState, event_type: str, station_id: str, booking_id: str, **extra: Any
 ) -> tuple[bytes, bytes]:
     """(key, value) of a booking event: keyed by car, like the car's telemetry."""
-    event = state.to_event(event_type)
-    event.update(station_id=station_id, booking_id=booking_id, **extra)
-    return state.car_id.encode(), json.dumps(event, separators=(",", ":")).encode()
+    value = encode_event(event_type, state, station_id=station_id, booking_id=booking_id, **extra)
+    return state.car_id.encode(), value
 
 
 class BookingDesk:
@@ -43,7 +41,7 @@ class BookingDesk:
     def __init__(
         self,
         store: BookingStore,
-        redis: Redis,
+        redis: RedisClient,
         producer: AIOKafkaProducer,
         topic: str,
         *,
@@ -75,7 +73,12 @@ class BookingDesk:
         active = await self.store.active_booking(state.car_id)
         if active is None or active["station_id"] != state.station_id:
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
-        ended = await self.store.end(active["booking_id"], "fulfilled", car_id=state.car_id)
+        ended = await self.store.end(
+            active["booking_id"],
+            "fulfilled",
+            car_id=state.car_id,
+            station_id=active["station_id"],
+        )
         if ended.result != "ENDED":
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
         metrics.BOOKINGS.labels("fulfilled").inc()
@@ -132,19 +135,13 @@ class BookingDesk:
 
     async def _last_state(self, car_id: str) -> CarState:
         """The car's latest stored status, stamped now: what a booking event carries."""
-        raw = await read_car_state(self._redis, car_id)
+        state = await read_state(self._redis, car_id)
         now = time.time_ns() // 1_000_000
-        try:
+        if state is None:
             return CarState(
-                car_id,
-                float(raw["lat"]),
-                float(raw["lon"]),
-                float(raw["battery"]),
-                float(raw["velocity"]),
-                now,
+                car_id=car_id, lat=0.0, lon=0.0, battery=0.0, velocity=0.0, timestamp=now
             )
-        except (KeyError, ValueError):
-            return CarState(car_id, 0.0, 0.0, 0.0, 0.0, now)
+        return dataclasses.replace(state, timestamp=now, station_id="")
 
     async def sweep(self) -> int:
         """Reclaim expired bookings and announce them; returns how many expired."""

@@ -20,7 +20,7 @@ STATUSES_REJECTED = Counter(
 )
 STATUSES_UNAVAILABLE = Counter(
     "greenlane_ingestion_statuses_unavailable_total",
-    "Car statuses answered UNAVAILABLE because a backend did not confirm in time.",
+    "Car statuses answered UNAVAILABLE: a backend did not confirm in time, or refused them.",
 )
 AUTH_FAILURES = Counter(
     "greenlane_ingestion_auth_failures_total",
@@ -49,7 +49,7 @@ FLUSH_DURATION = Histogram(
 )
 BACKEND_ERRORS = Counter(
     "greenlane_ingestion_backend_errors_total",
-    "Failed writes to a backend (retried until the acknowledgement deadline).",
+    "Failed tries at a backend write (failures that may pass are retried until the deadline).",
     ["backend"],
 )
 PENDING = Gauge("greenlane_ingestion_pending_statuses", "Statuses waiting for a flush.")
@@ -61,4 +61,12 @@ BOOKINGS = Counter(
 BOOKING_ERRORS = Counter(
     "greenlane_ingestion_booking_errors_total",
     "Booking round trips or booking events that failed (the status itself was stored).",
+)
+STATES_UNDONE = Counter(
+    "greenlane_ingestion_states_undone_total",
+    "Statuses Redis stored but Kafka did not: taken back from Redis before answering.",
+)
+STATE_UNDO_FAILURES = Counter(
+    "greenlane_ingestion_state_undo_failures_total",
+    "Flushes whose unpublished statuses could not be taken back from Redis.",
 )

@@ -1,61 +1,123 @@
-"""Batches valid car statuses from every stream into one Redis round trip and one Kafka flush.
+"""Batches valid car statuses from every stream into one Redis write and one Kafka flush.
 
-A status is acknowledged only when both confirmed it. Statuses are written in the
-order they were submitted, one flush at a time, so a car's order is kept across
-streams and batch messages. A failed write is retried until the acknowledgement
-deadline; what is still unconfirmed then fails with BackendUnavailable.
+A status is acknowledged only when both stored it, and an UNAVAILABLE answer means that
+nothing of it stayed stored. Each flush goes in three steps:
+
+1. Redis first. Each status is written, or refused alone (say a key of the wrong type),
+   or older than what its car holds (then Redis keeps the newer state and the status is
+   only history). Failures that may pass (a connection) are retried until the
+   acknowledgement deadline; a refusal is final at once.
+2. Kafka, for the statuses Redis took, in order; retried the same way.
+3. What Redis took but Kafka did not confirm is taken back from Redis (the car gets what
+   it held before, unless a newer status came meanwhile). Then every submission gets
+   its Receipt: which of its statuses are not stored, and why.
+
+Flushes run one after the other, so a car's order is kept across streams and batches.
+The backends are interfaces (StateStore, EventLog): Redis and Kafka in production,
+in-process fakes in the unit tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final, Protocol
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry import trace
-from redis.asyncio import Redis
 
 from greenlane.core.errors import BackendUnavailable
 from greenlane.core.events import CarState
-from greenlane.core.redis_state import write_car_states
 from greenlane.core.telemetry import inject_trace_headers
 from greenlane.ingestion import metrics
 
 log = logging.getLogger(__name__)
-_PARTITIONER = DefaultPartitioner()
 tracer = trace.get_tracer(__name__)
+
+# How long taking statuses back from Redis may take, after the deadline.
+UNDO_TIMEOUT_SECONDS: Final = 2.0
+
+
+class StateWrite(Protocol):
+    """The Redis side of one flush (greenlane.core.redis_state.CarStateWrite)."""
+
+    @property
+    def pending(self) -> bool: ...  # something is not answered yet and may be retried
+
+    async def attempt(self) -> None: ...  # one try at what is pending; never raises for
+
+    # a backend failure (it is recorded: pending if it may pass, refused if not)
+
+    def taken(self, i: int) -> bool: ...
+
+    def error(self, i: int) -> str: ...
+
+    async def undo(self, indices: Sequence[int]) -> int: ...
+
+
+class StateStore(Protocol):
+    def begin(self, states: Sequence[CarState]) -> StateWrite: ...
+
+
+class EventPublish(Protocol):
+    """The Kafka side of one flush (greenlane.ingestion.publisher.KafkaPublish)."""
+
+    @property
+    def pending(self) -> bool: ...
+
+    async def attempt(self) -> None: ...
+
+    def confirmed(self, i: int) -> bool: ...
+
+    def error(self, i: int) -> str: ...
+
+
+class EventLog(Protocol):
+    def begin(
+        self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
+    ) -> EventPublish: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What became of the statuses of one submission."""
+
+    failures: Mapping[int, str]  # index in the submission -> why it is not stored
+
+    @property
+    def stored(self) -> bool:
+        """Every status of the submission is stored."""
+        return not self.failures
+
+
+STORED: Final = Receipt({})
 
 
 @dataclass(slots=True)
 class _Pending:
     states: Sequence[CarState]
-    future: asyncio.Future[None]
+    future: asyncio.Future[Receipt]
     received: float
     deadline: float
 
 
 class IngestPipeline:
-    """Submit statuses, await their acknowledgement; one background flush loop."""
+    """Submit statuses, await their receipt; one background flush loop."""
 
     def __init__(
         self,
-        redis: Redis,
-        producer: AIOKafkaProducer,
-        topic: str,
+        state: StateStore,
+        events: EventLog,
         *,
         max_flush_size: int = 4000,
         ack_timeout: float = 5.0,
         max_pending: int = 50_000,
     ) -> None:
-        self._redis = redis
-        self._producer = producer
-        self._topic = topic
+        self._state = state
+        self._events = events
         self._max_flush = max_flush_size
         self._ack_timeout = ack_timeout
         self._max_pending = max_pending
@@ -66,9 +128,7 @@ class IngestPipeline:
         self._space.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
-        self.healthy = True
-        self._partition_of: dict[str, int] = {}
-        self._partition_count = 0
+        self.healthy = True  # the last flush found both backends answering
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ingest-pipeline")
@@ -101,18 +161,32 @@ class IngestPipeline:
 
     def submit(
         self, states: Sequence[CarState], received: float | None = None
-    ) -> asyncio.Future[None]:
-        """Queue statuses that are acknowledged together; the future resolves when stored."""
+    ) -> asyncio.Future[Receipt]:
+        """Queue statuses that are answered together; the future gives their Receipt."""
         if self._closing:
             raise BackendUnavailable("ingestion is shutting down")
-        now = time.monotonic()
-        received = received if received is not None else now
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        received = received if received is not None else time.monotonic()
+        fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(states, fut, received, received + self._ack_timeout))
         self._pending += len(states)
         metrics.PENDING.set(self._pending)
         self._wakeup.set()
         return fut
+
+    def _take(self) -> list[_Pending]:
+        """The next flush: whole submissions, up to max_flush_size statuses (at least one)."""
+        items: list[_Pending] = []
+        size = 0
+        queue = self._queue
+        while queue and (not items or size + len(queue[0].states) <= self._max_flush):
+            item = queue.popleft()
+            items.append(item)
+            size += len(item.states)
+        self._pending -= size
+        metrics.PENDING.set(self._pending)
+        if self._pending < self._max_pending:
+            self._space.set()
+        return items
 
     async def _run(self) -> None:
         while True:
@@ -122,32 +196,15 @@ class IngestPipeline:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            items: list[_Pending] = []
-            size = 0
-            while self._queue and (
-                not items or size + len(self._queue[0].states) <= self._max_flush
-            ):
-                item = self._queue.popleft()
-                items.append(item)
-                size += len(item.states)
-            self._pending -= size
-            metrics.PENDING.set(self._pending)
-            if self._pending < self._max_pending:
-                self._space.set()
+            items = self._take()
             try:
                 await self._flush(items)
             except asyncio.CancelledError:
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(BackendUnavailable("ingestion is shutting down"))
+                _fail(items, "ingestion is shutting down")
                 raise
             except Exception:  # a bug must not stop the loop: fail the flush, keep going
                 log.exception("flush failed unexpectedly")
-                for item in items:
-                    if not item.future.done():
-                        item.future.set_exception(
-                            BackendUnavailable("internal error while storing")
-                        )
+                _fail(items, "internal error while storing")
 
     async def _flush(self, items: list[_Pending]) -> None:
         states = [s for item in items for s in item.states]
@@ -156,125 +213,95 @@ class IngestPipeline:
         metrics.FLUSH_STATUSES.observe(len(states))
         with tracer.start_as_current_span("ingestion.flush") as span:
             span.set_attribute("greenlane.flush.statuses", len(states))
-            headers = inject_trace_headers()
-            redis_ok = False
-            confirmed = [False] * len(states)
-            delay = 0.05
-            while True:
-                remaining = deadline - time.monotonic()
-                redis_ok, unconfirmed = await self._attempt(
-                    states, confirmed, redis_ok, headers, max(remaining, 0.05)
-                )
-                if redis_ok and not unconfirmed:
-                    self.healthy = True
-                    break
-                if time.monotonic() + delay >= deadline:
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            span.set_attribute("greenlane.flush.redis_ok", redis_ok)
+            why = await self._store(states, deadline)
+            span.set_attribute("greenlane.flush.not_stored", sum(1 for w in why if w))
         now = time.monotonic()
         metrics.FLUSH_DURATION.observe(now - started)
-        index = 0
-        for item in items:
-            n = len(item.states)
-            stored = redis_ok and all(confirmed[index : index + n])
-            index += n
-            if item.future.done():  # the stream went away
-                continue
-            if stored:
-                metrics.ACK_LATENCY.observe(now - item.received)
-                item.future.set_result(None)
+        _deliver(items, why, now)
+
+    async def _store(self, states: list[CarState], deadline: float) -> list[str]:
+        """Per status: "" when Redis and Kafka stored it, else why it is not stored."""
+        n = len(states)
+        why = [""] * n
+        write = self._state.begin(states)
+        redis_answered = await self._until(write, "redis", deadline)
+        taken: list[int] = []
+        for i in range(n):
+            if write.taken(i):
+                taken.append(i)
             else:
-                self.healthy = False
-                item.future.set_exception(
-                    BackendUnavailable(
-                        "not stored: "
-                        + ("Redis" if not redis_ok else "Kafka")
-                        + " did not confirm in time; safe to resend"
-                    )
-                )
+                why[i] = write.error(i) or "Redis did not confirm in time; safe to resend"
+        kafka_answered = True
+        if taken:
+            publish = self._events.begin(states, taken, inject_trace_headers())
+            kafka_answered = await self._until(publish, "kafka", deadline)
+            for i in taken:
+                if not publish.confirmed(i):
+                    why[i] = publish.error(i) or "Kafka did not confirm in time; safe to resend"
+        self.healthy = redis_answered and kafka_answered
+        failed = [i for i in range(n) if why[i]]
+        if failed:
+            await self._undo(write, failed)
+        return why
 
-    async def _attempt(
-        self,
-        states: list[CarState],
-        confirmed: list[bool],
-        redis_ok: bool,
-        headers: list[tuple[str, bytes]],
-        budget: float,
-    ) -> tuple[bool, list[int]]:
-        """One try at the writes still missing; returns (redis confirmed, unconfirmed indices)."""
-        todo = [i for i, ok in enumerate(confirmed) if not ok]
-        tasks: dict[str, asyncio.Task[None]] = {}
-        if not redis_ok:
-            tasks["redis"] = asyncio.create_task(write_car_states(self._redis, states))
-        if todo:
-            tasks["kafka"] = asyncio.create_task(self._publish(states, todo, confirmed, headers))
-        if tasks:
-            await asyncio.wait(tasks.values(), timeout=budget)
-        for name, task in tasks.items():
-            if not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-                metrics.BACKEND_ERRORS.labels(name).inc()
-                log.warning("%s did not confirm a flush of %d statuses in time", name, len(states))
-            elif task.exception() is not None:
-                metrics.BACKEND_ERRORS.labels(name).inc()
-                log.warning("%s write failed: %s", name, task.exception())
-            elif name == "redis":
-                redis_ok = True
-        return redis_ok, [i for i, ok in enumerate(confirmed) if not ok]
-
-    async def _publish(
-        self,
-        states: list[CarState],
-        todo: list[int],
-        confirmed: list[bool],
-        headers: list[tuple[str, bytes]],
-    ) -> None:
-        """Send one record batch per partition, in order; mark records confirmed per batch.
-
-        Batches skip the per-record futures of producer.send() (a tenth of the CPU at
-        saturation). Partitions are the default partitioner's (murmur2 of the car id), as
-        for every other record keyed by car, so a car's records share one partition.
-        """
-        producer = self._producer
-        topic = self._topic
-        partitions = sorted(await producer.partitions_for(topic))
-        # Bounded: a fleet larger than this just recomputes murmur2 for some cars.
-        if len(partitions) != self._partition_count or len(self._partition_of) > 200_000:
-            self._partition_of.clear()
-            self._partition_count = len(partitions)
-        by_partition: dict[int, list[int]] = {}
-        for i in todo:
-            car = states[i].car_id
-            part = self._partition_of.get(car)
-            if part is None:
-                part = _PARTITIONER(car.encode(), partitions, partitions)
-                self._partition_of[car] = part
-            by_partition.setdefault(part, []).append(i)
-        sent: list[tuple[asyncio.Future[object], list[int]]] = []
-        for part, indices in by_partition.items():
-            batch = producer.create_batch()
-            members: list[int] = []
-            for i in indices:
-                state = states[i]
-                key, value = state.car_id.encode(), state.to_json()
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    sent.append((await producer.send_batch(batch, topic, partition=part), members))
-                    batch, members = producer.create_batch(), []
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)
-                members.append(i)
-            sent.append((await producer.send_batch(batch, topic, partition=part), members))
-        error: BaseException | None = None
-        for fut, members in sent:
+    async def _until(self, work: StateWrite | EventPublish, backend: str, deadline: float) -> bool:
+        """Try until nothing is pending or the deadline passed; False if something was
+        still pending then."""
+        delay = 0.05
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
             try:
-                await fut
-            except Exception as exc:  # the first failure is raised below
-                error = error or exc
-                continue
-            for i in members:
-                confirmed[i] = True
-        if error is not None:
-            raise error
+                async with asyncio.timeout(remaining):
+                    await work.attempt()
+            except TimeoutError:
+                metrics.BACKEND_ERRORS.labels(backend).inc()
+                log.warning("%s did not answer before the acknowledgement deadline", backend)
+                break
+            if not work.pending:
+                return True
+            metrics.BACKEND_ERRORS.labels(backend).inc()
+            if time.monotonic() + delay >= deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return not work.pending
+
+    async def _undo(self, write: StateWrite, failed: list[int]) -> None:
+        try:
+            async with asyncio.timeout(UNDO_TIMEOUT_SECONDS):
+                undone = await write.undo(failed)
+        except Exception as exc:  # Redis is gone too: what it holds stays until replaced
+            metrics.STATE_UNDO_FAILURES.inc()
+            log.warning(
+                "could not take %d unpublished statuses back from Redis: %s", len(failed), exc
+            )
+            return
+        if undone:
+            metrics.STATES_UNDONE.inc(undone)
+
+
+def _fail(items: Sequence[_Pending], message: str) -> None:
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(BackendUnavailable(message))
+
+
+def _deliver(items: Sequence[_Pending], why: list[str], now: float) -> None:
+    """Resolve each submission's future with its Receipt, in submission order."""
+    all_stored = not any(why)
+    index = 0
+    for item in items:
+        n = len(item.states)
+        start, index = index, index + n
+        if item.future.done():  # the stream went away
+            continue
+        if all_stored:
+            receipt = STORED
+        else:
+            failures = {k: why[start + k] for k in range(n) if why[start + k]}
+            receipt = Receipt(failures) if failures else STORED
+        if receipt.stored:
+            metrics.ACK_LATENCY.observe(now - item.received)
+        item.future.set_result(receipt)

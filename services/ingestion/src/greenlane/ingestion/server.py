@@ -11,17 +11,19 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
+from greenlane.core.keys import Region
+from greenlane.core.redis_state import CarStateStore, RedisClient, connect
 from greenlane.core.telemetry import ProbeServer, probes_app
 from greenlane.ingestion import metrics
 from greenlane.ingestion.api import create_api
 from greenlane.ingestion.auth import TokenAuthInterceptor
-from greenlane.ingestion.booking import BookingStore
+from greenlane.ingestion.booking_store import BookingStore
 from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.pipeline import IngestPipeline
-from greenlane.ingestion.service import FleetTelemetryService
+from greenlane.ingestion.publisher import KafkaEventLog
+from greenlane.ingestion.servicer import FleetTelemetryService
 from greenlane.ingestion.settings import IngestionSettings
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -39,7 +41,7 @@ class RunningServer:
     probes: ProbeServer
     pipeline: IngestPipeline
     health: health.aio.HealthServicer
-    redis: Redis
+    redis: RedisClient
     producer: object
     api: ProbeServer
     desk: BookingDesk
@@ -60,15 +62,7 @@ class RunningServer:
 
 
 async def start_server(settings: IngestionSettings) -> RunningServer:
-    # Callers wait for a free connection (bounded) rather than fail when all are busy.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=64,
-        timeout=5,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-    )
-    redis = Redis.from_pool(pool)
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     producer = make_producer(settings.kafka_bootstrap_servers, client_id="greenlane-ingestion")
 
     async def ready() -> Mapping[str, bool]:
@@ -95,9 +89,8 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         "Kafka topic creation",
     )
     pipeline = IngestPipeline(
-        redis,
-        producer,
-        settings.fleet_events_topic,
+        CarStateStore(redis),
+        KafkaEventLog(producer, settings.fleet_events_topic),
         max_flush_size=settings.max_flush_size,
         ack_timeout=settings.ack_timeout_seconds,
         max_pending=settings.max_pending,
@@ -107,6 +100,7 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
     desk = BookingDesk(
         BookingStore(
             redis,
+            region=Region(settings.region),
             ttl_ms=int(settings.booking_ttl_seconds * 1000),
             max_radius_km=settings.booking_max_radius_km,
             max_candidates=settings.booking_max_candidates,

@@ -87,7 +87,7 @@ class Feed:
         """The line for one record, or None when it is filtered out (or bad, in --json)."""
         raw = record.value or b""
         try:
-            state, event_type = parse_event(raw)
+            event = parse_event(raw)
         except InvalidField as exc:
             # A bad message costs one dim line (or a count), never the feed.
             self.stats.record_invalid()
@@ -96,13 +96,16 @@ class Feed:
             return format_invalid(
                 record.timestamp, record.partition, record.offset, record.key, str(exc)
             )
+        state = event.state
+        if state is None:
+            return None  # a kind the feed does not show (a charging plan): skipped, not bad
         self.stats.record(now, state.car_id, state.battery, state.station_id)
         if not self.filter.matches(state.car_id, state.battery):
             return None
         self.stats.shown += 1
         if self.options.json:
             return json_line(raw)
-        return format_event(state.to_event(event_type))
+        return format_event(state.to_event(event.event_type))
 
     def write(self, lines: list[Text | str], console: Console) -> None:
         """Print a poll's lines at once: one write (and one status redraw) per batch."""

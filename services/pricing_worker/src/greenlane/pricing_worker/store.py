@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Final
+from operator import attrgetter
+from typing import Any, Final
 
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -19,71 +20,63 @@ from greenlane.pricing_worker.sessions import (
     stored_battery,
 )
 
+
+def _column(pg_type: str, *, null: bool = False, select: str | None = None) -> dict[str, Any]:
+    """A charging_sessions column: its PostgreSQL (and binary COPY) type, whether it may
+    be NULL, and the expression the INSERT takes it with (default: as it is)."""
+    return {"pg_type": pg_type, "null": null, "select": select}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One charging_sessions row, before cost (computed by the INSERT).
+
+    The car-state columns (time, car_id, station_id, battery, lat, lon) are the ones the
+    event table names (greenlane.core.events.row_values); the fields' metadata drive the
+    staging table, the COPY and the INSERT below.
+    """
+
+    time: datetime = field(metadata=_column("timestamptz"))
+    event_key: str = field(metadata=_column("text"))
+    session_id: str = field(metadata=_column("text"))
+    car_id: str = field(metadata=_column("text"))
+    station_id: str | None = field(metadata=_column("text", null=True))
+    event_type: str = field(metadata=_column("text"))
+    session_kind: str = field(metadata=_column("text"))
+    kwh_usage: float = field(metadata=_column("float8"))
+    price_rate: float = field(metadata=_column("float8", select="price_rate::numeric(10, 5)"))
+    battery: float = field(metadata=_column("float4"))
+    lat: float = field(metadata=_column("float8"))
+    lon: float = field(metadata=_column("float8"))
+    energy_source: str = field(metadata=_column("text"))
+    grid_load: float = field(metadata=_column("float4"))
+    priced_from_cache: bool = field(metadata=_column("bool"))
+
+
+_FIELDS: Final = fields(Row)
+COLUMNS: Final = tuple(f.name for f in _FIELDS)
+_COPY_TYPES: Final = tuple(f.metadata["pg_type"] for f in _FIELDS)
+_row_values: Final = attrgetter(*COLUMNS)
+
 # The batch goes into a temporary table first (COPY is the fast path), then into
 # charging_sessions with ON CONFLICT: a replayed event hits the idempotency key.
 # ON COMMIT DELETE ROWS empties it after every batch; it lives as long as the connection.
 STAGING_TABLE: Final = "pricing_batch"
-_CREATE_STAGING: Final = f"""
-CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (
-    time              timestamptz      NOT NULL,
-    event_key         text             NOT NULL,
-    session_id        text             NOT NULL,
-    car_id            text             NOT NULL,
-    station_id        text,
-    event_type        text             NOT NULL,
-    session_kind      text             NOT NULL,
-    kwh_usage         double precision NOT NULL,
-    price_rate        double precision NOT NULL,
-    battery           real             NOT NULL,
-    lat               double precision NOT NULL,
-    lon               double precision NOT NULL,
-    energy_source     text             NOT NULL,
-    grid_load         real             NOT NULL,
-    priced_from_cache boolean          NOT NULL
-) ON COMMIT DELETE ROWS
-"""
-COLUMNS: Final = (
-    "time",
-    "event_key",
-    "session_id",
-    "car_id",
-    "station_id",
-    "event_type",
-    "session_kind",
-    "kwh_usage",
-    "price_rate",
-    "battery",
-    "lat",
-    "lon",
-    "energy_source",
-    "grid_load",
-    "priced_from_cache",
-)
-_COPY_TYPES: Final = (
-    "timestamptz",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "text",
-    "float8",
-    "float8",
-    "float4",
-    "float8",
-    "float8",
-    "text",
-    "float4",
-    "bool",
+_CREATE_STAGING: Final = (
+    f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (\n    "
+    + ",\n    ".join(
+        f"{f.name} {f.metadata['pg_type']}{'' if f.metadata['null'] else ' NOT NULL'}"
+        for f in _FIELDS
+    )
+    + "\n) ON COMMIT DELETE ROWS"
 )
 _COPY: Final = f"COPY {STAGING_TABLE} ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 # cost is computed here from the stored values, so cost = kwh_usage * price_rate holds
 # exactly for what the table holds.
 _INSERT: Final = f"""
 INSERT INTO charging_sessions ({", ".join(COLUMNS)}, cost)
-SELECT time, event_key, session_id, car_id, station_id, event_type, session_kind,
-       kwh_usage, price_rate::numeric(10, 5), battery, lat, lon, energy_source, grid_load,
-       priced_from_cache, (kwh_usage::numeric * price_rate::numeric(10, 5))::numeric(14, 5)
+SELECT {", ".join(f.metadata["select"] or f.name for f in _FIELDS)},
+       (kwh_usage::numeric * price_rate::numeric(10, 5))::numeric(14, 5)
 FROM {STAGING_TABLE}
 ON CONFLICT (event_key, time) DO NOTHING
 """
@@ -99,27 +92,6 @@ CROSS JOIN LATERAL (
     LIMIT 1
 ) AS s
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One charging_sessions row, before cost (computed by the INSERT)."""
-
-    time: datetime
-    event_key: str
-    session_id: str
-    car_id: str
-    station_id: str | None
-    event_type: str
-    session_kind: str
-    kwh_usage: float
-    price_rate: float
-    battery: float
-    lat: float
-    lon: float
-    energy_source: str
-    grid_load: float
-    priced_from_cache: bool
 
 
 def event_key(car_id: str, timestamp_ms: int, event_type: str) -> str:
@@ -180,24 +152,6 @@ async def insert_rows(conn: AsyncConnection[TupleRow], rows: Sequence[Row]) -> i
         async with cur.copy(_COPY) as copy:
             copy.set_types(list(_COPY_TYPES))
             for r in rows:
-                await copy.write_row(
-                    (
-                        r.time,
-                        r.event_key,
-                        r.session_id,
-                        r.car_id,
-                        r.station_id,
-                        r.event_type,
-                        r.session_kind,
-                        r.kwh_usage,
-                        r.price_rate,
-                        r.battery,
-                        r.lat,
-                        r.lon,
-                        r.energy_source,
-                        r.grid_load,
-                        r.priced_from_cache,
-                    )
-                )
+                await copy.write_row(_row_values(r))
         await cur.execute(_INSERT)
         return max(cur.rowcount, 0)

@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
 from greenlane.core.errors import InvalidField
-from greenlane.core.events import CarState, parse_event
+from greenlane.core.events import CarState, parse_event, row_values
 from greenlane.core.telemetry import extract_trace_context
 from greenlane.pricing_worker import metrics
 from greenlane.pricing_worker.dlq import DeadLetter, DlqReason, send_dead_letters
@@ -53,6 +53,8 @@ class Record(Protocol):
 IDLE_POLL_MS: Final = 500
 MAX_SPAN_LINKS: Final = 32
 LAG_INTERVAL_SECONDS: Final = 1.0
+# Every other registered kind (booking events, plans) carries no energy of its own: it
+# is skipped, not dead-lettered; an unregistered kind is invalid.
 PRICED_EVENT_TYPES: Final = frozenset({"telemetry"})
 _DB_ERRORS: Final = (psycopg.Error, psycopg_pool.PoolTimeout, OSError, TimeoutError)
 
@@ -213,12 +215,13 @@ class PricingWorker:
             try:
                 if r.value is None:
                     raise InvalidField("value", "is missing (a tombstone)")
-                state, event_type = parse_event(r.value)
+                event = parse_event(r.value)
             except InvalidField as exc:
                 dead.append(self._dead_letter(r, "invalid_event", str(exc)))
                 continue
-            if event_type not in PRICED_EVENT_TYPES:
-                skipped += 1  # booking events carry no energy of their own
+            state, event_type = event.state, event.event_type
+            if event_type not in PRICED_EVENT_TYPES or state is None:
+                skipped += 1
                 continue
             try:
                 iso_at(state.timestamp)
@@ -362,19 +365,17 @@ class PricingWorker:
     @staticmethod
     def _row(e: _Event, kwh: float, kind: str, session: str, quote: Quote) -> Row:
         s = e.state
+        # The car-state columns come from the event table; time and battery as stored.
+        values = row_values(s)
+        values.update(time=instant_of(s.timestamp), battery=stored_battery(s.battery))
         return Row(
-            time=instant_of(s.timestamp),
+            **values,
             event_key=event_key(s.car_id, s.timestamp, e.event_type),
             session_id=session,
-            car_id=s.car_id,
-            station_id=s.station_id or None,
             event_type=e.event_type,
             session_kind=kind,
             kwh_usage=kwh,
             price_rate=quote.price_per_kwh,
-            battery=stored_battery(s.battery),
-            lat=s.lat,
-            lon=s.lon,
             energy_source=quote.energy_source,
             grid_load=quote.grid_load,
             priced_from_cache=quote.from_cache,

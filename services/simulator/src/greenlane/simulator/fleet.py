@@ -34,6 +34,7 @@ import grpc
 
 from greenlane.core.errors import GreenLaneError
 from greenlane.core.events import CAR_ID_PATTERN
+from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.simulator.config import FleetConfig
 from greenlane.simulator.physics import (
     DEFAULT_POWER_KW,
@@ -52,7 +53,6 @@ __all__ = ["FleetConfig", "FleetError", "TokenRefused", "run_fleet", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
-TOKEN_METADATA_KEY: Final = "x-api-token"
 # Separate subchannel pools give every channel its own TCP connection; otherwise
 # grpc shares one connection between channels with the same target and options.
 _CHANNEL_OPTIONS: Final = (("grpc.use_local_subchannel_pool", 1),)

@@ -150,13 +150,14 @@ async def _rows(stack: DevStack) -> int | None:
 
 
 async def _counts(stack: DevStack) -> tuple[int, int]:
-    """Cars in fleet:locations and events in fleet-events: proof the data flows."""
+    """Cars in the fleet's GEO index and events in fleet-events: proof the data flows."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    from redis.asyncio import Redis
 
-    redis = Redis.from_url(stack.settings["GREENLANE_REDIS_URL"], socket_timeout=2)
+    from greenlane.core.redis_state import connect, count_cars
+
+    redis = connect(stack.settings["GREENLANE_REDIS_URL"], timeout=2)
     try:
-        cars = int(await redis.zcard("fleet:locations"))
+        cars = await count_cars(redis)
     finally:
         await redis.aclose()
     consumer = AIOKafkaConsumer(
@@ -317,17 +318,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def _load_stations(stack: DevStack, console: Console) -> None:
-    from redis.asyncio import Redis
-
+    from greenlane.core.keys import DEFAULT_REGION, Region
+    from greenlane.core.redis_state import connect
     from greenlane.core.stations import load_stations, parse_stations
 
     path = Path(os.environ.get("GREENLANE_DEV_STATIONS_FILE", "data/stations/manhattan.csv"))
     stations = parse_stations(path.read_text())
+    region = Region(os.environ.get("GREENLANE_REGION", DEFAULT_REGION))
 
     async def load() -> int:
-        client = Redis.from_url(stack.settings["GREENLANE_REDIS_URL"])
+        client = connect(stack.settings["GREENLANE_REDIS_URL"])
         try:
-            return await load_stations(client, stations)
+            return await load_stations(client, stations, region)
         finally:
             await client.aclose()
 

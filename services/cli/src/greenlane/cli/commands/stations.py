@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from rich.console import Console
 
 from greenlane.core.devenv import lookup
+from greenlane.core.keys import DEFAULT_REGION, Region, check_region
+from greenlane.core.redis_state import connect
 from greenlane.core.stations import Station, StationFileError, load_stations, parse_stations
 
 DEFAULT_FILE = Path("data/stations/manhattan.csv")
@@ -23,8 +24,9 @@ def add_parser(sub: Any) -> None:
     load = actions.add_parser(
         "load",
         help="load a station file (CSV: id,name,lat,lon,capacity,power_kw) into Redis",
-        description="Upsert stations into stations:locations (GEO) and station:{id} hashes. "
-        "Live bookings are kept. An invalid file is refused whole, naming the line and field.",
+        description="Upsert stations into a region's stations:locations (GEO) and station "
+        "hashes (see docs/booking.md). Live bookings are kept. An invalid file is refused "
+        "whole, naming the line and field.",
     )
     load.add_argument(
         "file",
@@ -36,12 +38,31 @@ def add_parser(sub: Any) -> None:
     load.add_argument(
         "--redis-url", default=None, help="default $GREENLANE_REDIS_URL, else .greenlane/dev.env"
     )
+    load.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        default=None,
+        help="the URL names a Redis Cluster node (default $GREENLANE_REDIS_CLUSTER)",
+    )
+    load.add_argument(
+        "--region",
+        type=_region,
+        default=None,
+        help=f"booking region (default $GREENLANE_REGION, else {DEFAULT_REGION})",
+    )
 
 
-async def _load(url: str, stations: list[Station]) -> int:
-    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+def _region(value: str) -> str:
     try:
-        return await load_stations(client, stations)
+        return check_region(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+async def _load(url: str, cluster: bool, region: Region, stations: list[Station]) -> int:
+    client = connect(url, cluster=cluster)
+    try:
+        return await load_stations(client, stations, region)
     finally:
         await client.aclose()
 
@@ -49,8 +70,16 @@ async def _load(url: str, stations: list[Station]) -> int:
 def main(args: argparse.Namespace) -> int:
     console = Console()
     url = args.redis_url or lookup("GREENLANE_REDIS_URL", "redis://127.0.0.1:6379/0")
+    cluster = args.redis_cluster
+    if cluster is None:
+        cluster = lookup("GREENLANE_REDIS_CLUSTER", "false").lower() in ("1", "true", "yes")
     try:
-        count = asyncio.run(_load(url, parse_stations(args.file.read_text())))
+        region = Region(args.region or lookup("GREENLANE_REGION", DEFAULT_REGION))
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] GREENLANE_REGION: {exc}")
+        return 2
+    try:
+        count = asyncio.run(_load(url, cluster, region, parse_stations(args.file.read_text())))
     except FileNotFoundError:
         console.print(f"[red]error:[/red] {args.file}: no such file")
         return 2
@@ -60,5 +89,5 @@ def main(args: argparse.Namespace) -> int:
     except (RedisError, OSError) as exc:
         console.print(f"[red]error:[/red] cannot reach Redis: {type(exc).__name__}: {exc}")
         return 1
-    console.print(f"loaded {count} stations from {args.file}")
+    console.print(f"loaded {count} stations from {args.file} into region {region.name}")
     return 0

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from greenlane.core.errors import BackendUnavailable, InvalidField
-from greenlane.core.events import CarState, validate_car_status
+from greenlane.core.events import CarState, validate_message
 from greenlane.ingestion import metrics
 from greenlane.ingestion.desk import BookingDesk
-from greenlane.ingestion.pipeline import IngestPipeline
+from greenlane.ingestion.pipeline import IngestPipeline, Receipt
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,8 @@ def now_ms() -> int:
 
 
 def to_state(msg: fleet_pb2.CarStatus, now: int) -> CarState:
-    return validate_car_status(
-        msg.car_id, msg.lat, msg.lon, msg.battery, msg.velocity, msg.timestamp, now, msg.station_id
-    )
+    """The validated state of a CarStatus (its fields are the event table's)."""
+    return validate_message(msg, now_ms=now)
 
 
 def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.BookingResponse:
@@ -48,11 +47,15 @@ def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.Booking
 # A stream's answer queue: the request, its validated state, and its outcome to await
 # (or the rejection to send as it is).
 _Entry = tuple[
-    fleet_pb2.CarStatus, CarState | None, "asyncio.Future[None] | fleet_pb2.BookingResponse"
+    fleet_pb2.CarStatus, CarState | None, "asyncio.Future[Receipt] | fleet_pb2.BookingResponse"
 ]
 
 
-def _discard_outcome(fut: asyncio.Future[None]) -> None:
+def _not_stored(reason: str) -> str:
+    return f"not stored: {reason}"
+
+
+def _discard_outcome(fut: asyncio.Future[Receipt]) -> None:
     if not fut.cancelled():
         fut.exception()  # marks it retrieved: the stream that wanted it is gone
 
@@ -92,13 +95,15 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     yield outcome
                     continue
                 try:
-                    await outcome
+                    receipt = await outcome
                 except BackendUnavailable as exc:
+                    receipt = Receipt({0: str(exc)})
+                if not receipt.stored:
                     metrics.STATUSES_UNAVAILABLE.inc()
                     yield fleet_pb2.BookingResponse(
                         car_id=msg.car_id,
                         status=UNAVAILABLE,
-                        message=str(exc),
+                        message=_not_stored(receipt.failures[0]),
                         timestamp=msg.timestamp,
                     )
                     continue
@@ -180,10 +185,12 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
             )
         now = now_ms()
         valid: list[CarState] = []
+        positions: list[int] = []  # of the valid ones in the batch
         rejected: list[fleet_pb2.RejectedItem] = []
         for index, msg in enumerate(statuses):
             try:
-                valid.append(to_state(msg, now))
+                valid.append(validate_message(msg, now_ms=now))
+                positions.append(index)
             except InvalidField as err:
                 metrics.STATUSES_REJECTED.labels(err.field).inc()
                 rejected.append(
@@ -194,21 +201,52 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                         message=f"{err.field} {err.message}",
                     )
                 )
+        invalid = len(rejected)
         if valid:
             try:
                 await self._pipeline.wait_for_space()
-                await self._pipeline.submit(valid, received)
+                receipt = await self._pipeline.submit(valid, received)
             except BackendUnavailable as exc:
                 metrics.STATUSES_UNAVAILABLE.inc(len(valid))
                 return fleet_pb2.BatchResponse(
                     status=UNAVAILABLE, accepted=0, rejected=rejected, message=str(exc)
                 )
+            if not receipt.stored:
+                return self._partly_stored(valid, positions, rejected, receipt)
         metrics.STATUSES_ACCEPTED.inc(len(valid))
         return fleet_pb2.BatchResponse(
             status=ACCEPTED,
             accepted=len(valid),
             rejected=rejected,
-            message=f"{len(valid)} stored, {len(rejected)} rejected",
+            message=f"{len(valid)} stored, {invalid} rejected",
+        )
+
+    @staticmethod
+    def _partly_stored(
+        valid: list[CarState],
+        positions: list[int],
+        rejected: list[fleet_pb2.RejectedItem],
+        receipt: Receipt,
+    ) -> fleet_pb2.BatchResponse:
+        """UNAVAILABLE: `accepted` counts what is stored; each valid item that is not is
+        listed with its index, an empty field and why."""
+        invalid = len(rejected)
+        for k, reason in receipt.failures.items():
+            rejected.append(
+                fleet_pb2.RejectedItem(
+                    index=positions[k], car_id=valid[k].car_id, message=_not_stored(reason)
+                )
+            )
+        rejected.sort(key=lambda item: item.index)
+        stored = len(valid) - len(receipt.failures)
+        metrics.STATUSES_ACCEPTED.inc(stored)
+        metrics.STATUSES_UNAVAILABLE.inc(len(receipt.failures))
+        return fleet_pb2.BatchResponse(
+            status=UNAVAILABLE,
+            accepted=stored,
+            rejected=rejected,
+            message=f"{stored} stored, {invalid} rejected, {len(receipt.failures)} not stored "
+            f"(first: {next(iter(receipt.failures.values()))})",
         )
 
     async def StreamTelemetryBatches(  # noqa: N802 - gRPC method name

@@ -1,28 +1,32 @@
-"""Station booking: the Lua scripts that book, end and sweep bookings, run on the server.
+"""Station booking in Redis: the Lua scripts that book, end and sweep bookings, and reads.
 
 Every change of a station's bookings happens inside one script, so a station never
 holds more live bookings than its capacity, whatever the concurrency. Expired
 bookings are reclaimed inside the same scripts and by a periodic sweep, so free
-capacity is always capacity minus live bookings.
+capacity is always capacity minus live bookings. Every key a script touches is passed
+in KEYS (greenlane.core.keys.Region), all in the region's slot: the scripts run on
+Redis Cluster too. The rules around the scripts live in greenlane.ingestion.desk.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from redis.asyncio import Redis
-
-from greenlane.core.redis_state import STATIONS_LOCATIONS_KEY
-from greenlane.core.stations import station_bookings_key, station_key
+from greenlane.core.keys import Region
+from greenlane.core.redis_state import RedisClient
 
 EndStatus = Literal["fulfilled", "cancelled"]
+# How long the record of an ended booking is kept (for the car's history).
+KEEP_ENDED_MS: Final = 24 * 3600 * 1000
 
 
 def _script(name: str) -> str:
-    return resources.files("greenlane.ingestion").joinpath("lua", name).read_text()
+    folder = resources.files("greenlane.ingestion").joinpath("lua")
+    return folder.joinpath("common.lua").read_text() + folder.joinpath(name).read_text()
 
 
 def _s(value: Any) -> str:
@@ -67,39 +71,69 @@ def _expired(items: list[Any]) -> list[Expired]:
     return out
 
 
+def _record(booking_id: str, raw: Any) -> dict[str, str] | None:
+    """A booking's record as the API shows it; None if there is none (or it is unreadable)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {"booking_id": booking_id, **{str(k): str(v) for k, v in data.items()}}
+
+
 class BookingStore:
     """Thin async wrapper around the scripts; `now_ms=0` means the server's clock."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
+        region: Region | None = None,
         ttl_ms: int = 20 * 60 * 1000,
         max_radius_km: float = 5.0,
         max_candidates: int = 10,
     ) -> None:
         self._redis = redis
+        self.region = region or Region()
         self.ttl_ms = ttl_ms
-        self._max_radius = repr(max_radius_km)
+        self._max_radius = max_radius_km
         self._max_candidates = max_candidates
         self._book = redis.register_script(_script("book.lua"))
         self._end = redis.register_script(_script("end.lua"))
         self._sweep = redis.register_script(_script("sweep.lua"))
+        r = self.region
+        # The keys every script of the region shares, in the order the scripts expect.
+        self._ledger = [r.bookings, r.booking_expiry, r.booking_ended, r.car_booking]
 
     async def book(self, car_id: str, lon: float, lat: float, now_ms: int = 0) -> BookOutcome:
-        """The car's active booking, or a new one at the nearest station with a free slot."""
-        reply = await self._book(
-            args=[
-                car_id,
-                repr(lon),
-                repr(lat),
-                now_ms,
-                self.ttl_ms,
-                uuid.uuid4().hex,
-                self._max_candidates,
-                self._max_radius,
-            ]
+        """The car's active booking, or a new one at the nearest station with a free slot.
+
+        The candidates are found first (one GEOSEARCH), so that the script is given the
+        keys of every station it may book.
+        """
+        r = self.region
+        found: list[Any] = list(
+            await self._redis.geosearch(
+                r.stations_locations,
+                longitude=lon,
+                latitude=lat,
+                radius=self._max_radius,
+                unit="km",
+                sort="ASC",
+                count=self._max_candidates,
+                withdist=True,
+            )
         )
+        keys = [r.stations_locations, *self._ledger, r.car_bookings(car_id)]
+        args: list[Any] = [car_id, repr(lon), repr(lat), now_ms, self.ttl_ms, uuid.uuid4().hex]
+        for member, dist in found:
+            sid = _s(member)
+            keys += [r.station(sid), r.station_bookings(sid)]
+            args += [sid, repr(float(dist))]
+        reply = await self._book(keys=keys, args=args)
         status = _s(reply[0])
         expired = _expired(reply[6:])
         if status != "BOOKED":
@@ -117,10 +151,25 @@ class BookingStore:
         )
 
     async def end(
-        self, booking_id: str, status: EndStatus, *, car_id: str = "", now_ms: int = 0
+        self,
+        booking_id: str,
+        status: EndStatus,
+        *,
+        car_id: str = "",
+        now_ms: int = 0,
+        station_id: str = "",
     ) -> EndOutcome:
-        """Fulfil or cancel an active booking; its slot is free again at once."""
-        reply = await self._end(args=[booking_id, status, now_ms, car_id])
+        """Fulfil or cancel an active booking; its slot is free again at once.
+
+        station_id (the booking's station) saves reading the record first.
+        """
+        if not station_id:
+            record = await self.booking(booking_id)
+            if record is None or "station_id" not in record:
+                return EndOutcome("NOT_FOUND")
+            station_id = record["station_id"]
+        keys = [*self._ledger, self.region.station_bookings(station_id)]
+        reply = await self._end(keys=keys, args=[booking_id, status, now_ms, car_id, station_id])
         result = _s(reply[0])
         if result == "ENDED":
             return EndOutcome("ENDED", _s(reply[1]), _s(reply[2]))
@@ -130,10 +179,10 @@ class BookingStore:
 
     async def sweep(self, now_ms: int = 0, limit: int = 500) -> list[Expired]:
         """Reclaim bookings past their expiry; returns what expired."""
-        return _expired(await self._sweep(args=[now_ms, limit]))
+        return _expired(await self._sweep(keys=self._ledger, args=[now_ms, limit, KEEP_ENDED_MS]))
 
     async def active_booking(self, car_id: str) -> dict[str, str] | None:
-        bid = await self._redis.get(car_booking_key(car_id))
+        bid = await self._redis.hget(self.region.car_booking, car_id)
         if bid is None:
             return None
         data = await self.booking(_s(bid))
@@ -142,14 +191,16 @@ class BookingStore:
         return data
 
     async def booking(self, booking_id: str) -> dict[str, str] | None:
-        return _booking(booking_id, await self._redis.hgetall(booking_key(booking_id)))
+        return _record(booking_id, await self._redis.hget(self.region.bookings, booking_id))
 
     async def car_bookings(self, car_id: str, limit: int = 50) -> list[dict[str, str]]:
-        ids = [_s(b) for b in await self._redis.zrevrange(car_bookings_key(car_id), 0, limit - 1)]
-        pipe = self._redis.pipeline(transaction=False)
-        for bid in ids:
-            pipe.hgetall(booking_key(bid))
-        found = [_booking(bid, raw) for bid, raw in zip(ids, await pipe.execute(), strict=True)]
+        """The car's bookings in this region, newest first."""
+        key = self.region.car_bookings(car_id)
+        ids = [_s(b) for b in await self._redis.zrevrange(key, 0, limit - 1)]
+        if not ids:
+            return []
+        raw = await self._redis.hmget(self.region.bookings, ids)
+        found = [_record(bid, value) for bid, value in zip(ids, raw, strict=True)]
         return [b for b in found if b is not None]
 
     async def now_ms(self) -> int:
@@ -158,7 +209,7 @@ class BookingStore:
 
     async def station_details(self, station_id: str) -> dict[str, str]:
         """The station's record (name, lat, lon, capacity, power_kw); empty if unknown."""
-        raw = await self._redis.hgetall(station_key(station_id))
+        raw = await self._redis.hgetall(self.region.station(station_id))
         return {_s(k): _s(v) for k, v in raw.items()}
 
     async def station(self, station_id: str, now_ms: int = 0) -> dict[str, Any] | None:
@@ -180,7 +231,7 @@ class BookingStore:
         slot (filtered before the limit, so full stations never hide free ones)."""
         rows: list[Any] = list(
             await self._redis.geosearch(
-                STATIONS_LOCATIONS_KEY,
+                self.region.stations_locations,
                 longitude=lon,
                 latitude=lat,
                 radius=radius_km,
@@ -202,11 +253,13 @@ class BookingStore:
 
     async def _with_capacity(self, ids: list[str], now_ms: int) -> list[dict[str, Any]]:
         """Records and live bookings of stations in one round trip, in the order given."""
+        if not ids:
+            return []
         now = now_ms or await self.now_ms()
         pipe = self._redis.pipeline(transaction=False)
         for sid in ids:
-            pipe.hgetall(station_key(sid))
-            pipe.zcount(station_bookings_key(sid), f"({now}", "+inf")
+            pipe.hgetall(self.region.station(sid))
+            pipe.zcount(self.region.station_bookings(sid), f"({now}", "+inf")
         replies = await pipe.execute()
         out = []
         for n, sid in enumerate(ids):
@@ -228,21 +281,3 @@ class BookingStore:
                 }
             )
         return out
-
-
-def car_booking_key(car_id: str) -> str:
-    return f"car:{car_id}:booking"
-
-
-def car_bookings_key(car_id: str) -> str:
-    return f"car:{car_id}:bookings"
-
-
-def booking_key(booking_id: str) -> str:
-    return f"booking:{booking_id}"
-
-
-def _booking(booking_id: str, raw: dict[Any, Any]) -> dict[str, str] | None:
-    if not raw:
-        return None
-    return {"booking_id": booking_id, **{_s(k): _s(v) for k, v in raw.items()}}

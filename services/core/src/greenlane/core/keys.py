@@ -1,0 +1,128 @@
+"""Every Redis key GreenLane uses, in one place: a namespace per kind, hash tags for Cluster.
+
+A key is `{TAG}:KIND` or `{TAG}:KIND:ID`. The hash tag (in braces) says which slot of a
+Redis Cluster the key lives in; KIND names what the key holds and never contains `:`;
+ID (a car, station, site or booking id, at most 64 of `[A-Za-z0-9_.:-]`) always comes
+last. Ids cannot contain braces, so an id can neither change a key's slot nor its kind:
+`{fleet.07}:car:X:booking` is the state of the car `X:booking`, nothing else, and no id
+can name another kind's key.
+
+Tags group what one script touches into one slot:
+
+- `{fleet}`: the fleet's GEO index and the timestamp of each position in it;
+- `{fleet.NN}` (NN = one of FLEET_SHARDS buckets of the car id): car states, and the
+  planner's plans of the same cars, so car-state writes need one script call per shard;
+- `{REGION}` (`GREENLANE_REGION`, `manhattan` by default): stations, their bookings, the
+  booking records, the expiry index and the car -> booking pointers of one booking region,
+  so every booking script runs in one slot.
+
+Lua scripts get every key they touch in KEYS (built here); none holds a key literal.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Final
+
+# Fixed: changing it moves every car state to another key.
+FLEET_SHARDS: Final = 16
+REGION_PATTERN: Final = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+DEFAULT_REGION: Final = "manhattan"
+
+FLEET_TAG: Final = "{fleet}"
+# GEO, member = car id: every car's latest position.
+FLEET_LOCATIONS: Final = FLEET_TAG + ":locations"
+# HASH car id -> timestamp (Unix ms) of its position in FLEET_LOCATIONS: the newest wins.
+FLEET_TIMESTAMPS: Final = FLEET_TAG + ":timestamps"
+
+
+def fleet_shard(car_id: str) -> int:
+    """The shard of a car (0 .. FLEET_SHARDS-1): CRC-32 of its id."""
+    return zlib.crc32(car_id.encode()) % FLEET_SHARDS
+
+
+def shard_tag(shard: int) -> str:
+    return "{fleet.%02d}" % shard  # noqa: UP031 - braces are the point
+
+
+@lru_cache(maxsize=200_000)
+def car_state(car_id: str) -> str:
+    """HASH of a car's latest state (the fields of greenlane.core.events.CAR_STATE_FIELDS
+    that are stored in Redis)."""
+    return f"{shard_tag(fleet_shard(car_id))}:car:{car_id}"
+
+
+def plan(car_id: str) -> str:
+    """Reserved for the planner: a car's current charging plan, in its car's slot."""
+    return f"{shard_tag(fleet_shard(car_id))}:plan:{car_id}"
+
+
+def check_region(name: str) -> str:
+    if not REGION_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a region name: 1 to 32 of a-z, 0-9 and -, starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """The keys of one booking region; all of them share the region's slot."""
+
+    name: str = DEFAULT_REGION
+
+    def __post_init__(self) -> None:
+        check_region(self.name)
+
+    @property
+    def tag(self) -> str:
+        return "{" + self.name + "}"
+
+    @property
+    def stations_locations(self) -> str:
+        """GEO, member = station id."""
+        return self.tag + ":stations:locations"
+
+    def station(self, station_id: str) -> str:
+        """HASH name, lat, lon, capacity, power_kw."""
+        return f"{self.tag}:station:{station_id}"
+
+    def station_bookings(self, station_id: str) -> str:
+        """ZSET booking id -> expiry (ms): the station's bookings; live while unexpired."""
+        return f"{self.tag}:station-bookings:{station_id}"
+
+    @property
+    def bookings(self) -> str:
+        """HASH booking id -> the booking's record (JSON)."""
+        return self.tag + ":bookings"
+
+    @property
+    def booking_expiry(self) -> str:
+        """ZSET booking id -> expiry (ms) of every active booking, for the sweep."""
+        return self.tag + ":booking-expiry"
+
+    @property
+    def booking_ended(self) -> str:
+        """ZSET booking id -> when it ended (ms); records are dropped a day later."""
+        return self.tag + ":booking-ended"
+
+    @property
+    def car_booking(self) -> str:
+        """HASH car id -> its active booking id."""
+        return self.tag + ":car-booking"
+
+    def car_bookings(self, car_id: str) -> str:
+        """ZSET booking id -> creation (ms): a car's latest bookings in this region."""
+        return f"{self.tag}:car-bookings:{car_id}"
+
+    def site(self, site_id: str) -> str:
+        """Reserved for sites: HASH of a site (grid limit in kW, ...)."""
+        return f"{self.tag}:site:{site_id}"
+
+    def site_stations(self, site_id: str) -> str:
+        """Reserved for sites: SET of the station ids of a site."""
+        return f"{self.tag}:site-stations:{site_id}"

@@ -1,0 +1,10 @@
+"""Names on the wire that clients, services and the chart share: each written once, here."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# gRPC metadata key (and HTTP header) carrying a client's token.
+TOKEN_METADATA_KEY: Final = "x-api-token"
+# The Kafka topic every fleet event goes to (key = car id); GREENLANE_FLEET_EVENTS_TOPIC.
+FLEET_EVENTS_TOPIC: Final = "fleet-events"
