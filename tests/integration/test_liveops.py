@@ -169,9 +169,7 @@ async def test_terminal_mode_prints_coloured_lines_as_plain_text_when_not_a_term
                 "timestamp": int(time.time() * 1000),
             }
         ).encode(),
-        event(
-            "car-00042", 30.0, event_type="booking_created", station_id="st-12", booking_id="b1"
-        ),
+        event("car-00042", 30.0, event_type="booking_created", station_id="st-12", booking_id="b1"),
     ]
     await produce(kafka_server.url, topic, values, partitions=1)
     out, err = io.StringIO(), io.StringIO()

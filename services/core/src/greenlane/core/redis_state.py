@@ -354,22 +354,37 @@ class CarStateWrite:
         self._car: list[Reply] = [None] * len(states)
         self._fleet: list[Reply] | None = None
         if store.cluster:
+            # Car hashes first, one call per slot; then the fleet's index for the statuses
+            # whose car took them, so a refused status leaves no position either.
             self._fleet = [None] * len(states)
-            self._calls = [_Call("f", every, self._fleet)]
-            self._calls += [_Call("c", idx, self._car) for idx in _by_slot(states, every)]
+            self._calls = [_Call("c", idx, self._car) for idx in _by_slot(states, every)]
         else:
             # One call writes both parts: its reply speaks for both.
             self._calls = [_Call("cf", every, self._car)]
         self.failed_calls = 0  # for metrics
 
+    def _fleet_todo(self) -> list[int]:
+        """Statuses whose car part is answered (not refused) and whose position is not."""
+        fleet = self._fleet
+        if fleet is None:
+            return []
+        return [
+            i
+            for i, car in enumerate(self._car)
+            if car is not None and car[:1] != b"!" and fleet[i] is None
+        ]
+
     @property
     def pending(self) -> bool:
-        """Some call has no answer yet (not tried, or a failure that may pass)."""
-        return any(not c.done for c in self._calls)
+        """Some part has no answer yet (not tried, or a failure that may pass)."""
+        return any(not c.done for c in self._calls) or bool(self._fleet_todo())
 
     async def attempt(self) -> None:
-        """One try at every call still pending; failures that may pass stay pending."""
+        """One try at every part still pending; failures that may pass stay pending."""
         await asyncio.gather(*(self._run(c) for c in self._calls if not c.done))
+        todo = self._fleet_todo()
+        if todo and self._fleet is not None:
+            await self._run(_Call("f", todo, self._fleet))
 
     async def _run(self, call: _Call) -> None:
         states = [self._states[i] for i in call.indices]
