@@ -15,7 +15,6 @@ from starlette.routing import Route
 
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.core.http import problem
-from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.ingestion.auth import token_is_valid
 from greenlane.ingestion.desk import BookingDesk
 
@@ -57,12 +56,12 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
     """The API needs the same x-api-token as the gRPC service (or `Authorization: Bearer`)."""
 
     def authorize(request: Request) -> None:
-        presented = request.headers.get(TOKEN_METADATA_KEY)
+        presented = request.headers.get("x-api-token")
         auth = request.headers.get("authorization", "")
         if presented is None and auth.lower().startswith("bearer "):
             presented = auth[7:].strip()
         if not token_is_valid(presented, tokens):
-            raise Problem(401, f"missing or invalid {TOKEN_METADATA_KEY}")
+            raise Problem(401, "missing or invalid x-api-token")
 
     async def stations(request: Request) -> Response:
         authorize(request)

@@ -36,9 +36,7 @@ def token_is_valid(presented: str | bytes | None, tokens: Iterable[SecretStr]) -
 
 def _denied(kind: str) -> grpc.RpcMethodHandler[Any, Any]:
     async def abort(_request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await context.abort(
-            grpc.StatusCode.UNAUTHENTICATED, f"missing or invalid {TOKEN_METADATA_KEY}"
-        )
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or invalid x-api-token")
 
     factories: dict[str, Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
         "unary_unary": grpc.unary_unary_rpc_method_handler,
@@ -75,9 +73,7 @@ class TokenAuthInterceptor(grpc.aio.ServerInterceptor):
         if token_is_valid(presented, self._tokens):
             return await continuation(handler_call_details)
         # The token itself is never logged, only that one was refused.
-        log.warning(
-            "refused %s: %s %s", method, "invalid" if presented else "missing", TOKEN_METADATA_KEY
-        )
+        log.warning("refused %s: %s x-api-token", method, "invalid" if presented else "missing")
         if self._on_denied:
             self._on_denied(method)
         handler = await continuation(handler_call_details)
