@@ -55,6 +55,14 @@ async def cluster_client(valkey_cluster: ValkeyCluster) -> AsyncIterator[RedisCl
     await client.aclose()
 
 
+@pytest.fixture(params=["standalone", "cluster"])
+def redis_any(request: pytest.FixtureRequest) -> object:
+    """A test taking this runs twice: on one Valkey, and on the three-primary cluster."""
+    return request.getfixturevalue(
+        "redis_client" if request.param == "standalone" else "cluster_client"
+    )
+
+
 @pytest.fixture(scope="session")
 def kafka_server(stack_dir: Path) -> Iterator[EmbeddedKafka]:
     server = EmbeddedKafka(free_port(), stack_dir / "kafka")

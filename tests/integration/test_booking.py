@@ -32,14 +32,6 @@ STATIONS = [
 CAPACITY = {s.station_id: s.capacity for s in STATIONS}
 
 
-@pytest.fixture(params=["standalone", "cluster"])
-def redis_any(request: pytest.FixtureRequest) -> RedisClient:
-    """Every test here runs on one Valkey and on a three-primary Valkey Cluster."""
-    name = "redis_client" if request.param == "standalone" else "cluster_client"
-    client: RedisClient = request.getfixturevalue(name)
-    return client
-
-
 @pytest.fixture
 async def store(redis_any: RedisClient) -> AsyncIterator[BookingStore]:
     await load_stations(redis_any, STATIONS)

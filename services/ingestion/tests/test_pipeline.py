@@ -70,11 +70,15 @@ class FakeRedisWrite:
                 r.held[s.car_id] = s.timestamp
         self.answered = True
 
-    def taken(self, i: int) -> bool:
-        return i in self.replies and self.replies[i][0] != "refused"
-
-    def error(self, i: int) -> str:
-        return "Redis refused it: WRONGTYPE" if self.replies.get(i, ("",))[0] == "refused" else ""
+    def failures(self) -> dict[int, str]:
+        out = {}
+        for i in range(len(self.states)):
+            kind = self.replies.get(i, ("",))[0]
+            if kind == "refused":
+                out[i] = "Redis refused it: WRONGTYPE"
+            elif kind == "":
+                out[i] = ""
+        return out
 
     async def undo(self, indices: Sequence[int]) -> int:
         n = 0
@@ -99,6 +103,7 @@ class FakeKafka:
     failing: set[str] = field(default_factory=set)
     refuse: set[str] = field(default_factory=set)
     calls: int = 0
+    gate: asyncio.Event | None = None  # when set up, publishing waits for it
 
     def begin(
         self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
@@ -121,6 +126,8 @@ class FakePublish:
 
     async def attempt(self) -> None:
         await asyncio.sleep(0)
+        if self.kafka.gate is not None:
+            await self.kafka.gate.wait()
         left = []
         for i in self.todo:
             car = self.states[i].car_id
@@ -133,11 +140,8 @@ class FakePublish:
                 self.done.add(i)
         self.todo = left
 
-    def confirmed(self, i: int) -> bool:
-        return i in self.done
-
-    def error(self, i: int) -> str:
-        return self.errors.get(i, "")
+    def failures(self) -> dict[int, str]:
+        return {**dict.fromkeys(self.todo, ""), **self.errors}
 
 
 @pytest.fixture
@@ -322,3 +326,29 @@ async def test_closing_while_a_flush_hangs_answers_every_waiting_status(
     with pytest.raises(BackendUnavailable, match="shutting down"):
         pipeline.submit([state("c", 1)])
     assert kafka.records == []
+
+
+async def test_the_next_flush_writes_redis_while_kafka_publishes_unless_it_shares_a_car(
+    redis: FakeRedis, kafka: FakeKafka
+) -> None:
+    pipeline = IngestPipeline(redis, kafka, ack_timeout=5.0, max_flush_size=1)
+    kafka.gate = asyncio.Event()
+    pipeline.start()
+    try:
+        first = pipeline.submit([state("a", 1)])
+        other_car = pipeline.submit([state("b", 1)])
+        same_car = pipeline.submit([state("a", 2)])
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+
+        # Kafka holds the first flush: b's went on to Redis, a's second waits for it.
+        assert redis.held == {"a": 1, "b": 1}
+        assert kafka.records == []
+        kafka.gate.set()
+        receipts = await asyncio.gather(first, other_car, same_car)
+    finally:
+        await pipeline.close(1.0)
+
+    assert all(r.stored for r in receipts)
+    assert redis.held == {"a": 2, "b": 1}
+    assert kafka.records == [("a", 1), ("b", 1), ("a", 2)]

@@ -46,8 +46,8 @@ class BoundedRedisCluster(RedisCluster):
     """A cluster client whose callers wait for one of max_connections calls in flight
     (as with BlockingConnectionPool) instead of failing with MaxConnectionsError."""
 
-    def __init__(self, *args: Any, max_connections: int = 64, **kwargs: Any) -> None:
-        super().__init__(*args, max_connections=max_connections, **kwargs)
+    def __init__(self, *, max_connections: int = 64, **kwargs: Any) -> None:
+        super().__init__(max_connections=max_connections, **kwargs)
         self._in_flight = asyncio.Semaphore(max_connections)
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
@@ -143,7 +143,9 @@ end
 """
 
 # KEYS: mode 'cf' (standalone): the fleet GEO index, its timestamps, then one car hash per
-# status; 'c': only car hashes (one slot); 'f': only the fleet's two keys.
+# status; 'c': only car hashes (one slot); 'f': only the fleet's two keys. The timestamps
+# hash is kept only where the index and the hashes live apart ('f', on Redis Cluster): in
+# 'cf' the car's hash decides for both, in one step.
 # ARGV: mode, then per status car_id and the hash fields in REDIS_FIELDS order.
 # Returns per status '=' .. what the car held before (values joined by '|', or nothing
 # when it held nothing; mode 'f': 'timestamp|lon|lat'), '<' when it held a newer status,
@@ -165,10 +167,9 @@ for i = 1, n do
     elseif p[{_TS}] and tonumber(p[{_TS}]) >= ts then
       res = '<'
     else
-      local w = redis.pcall('HSET', key, {_hset_args("ARGV[b + 1 + {i}]")})
-      if type(w) == 'table' and w.err then
-        res = '!' .. w.err
-      elseif p[{_TS}] then
+      -- HMGET proved the key a hash (or absent): HSET cannot refuse it.
+      redis.call('HSET', key, {_hset_args("ARGV[b + 1 + {i}]")})
+      if p[{_TS}] then
         res = '=' .. {" .. '|' .. ".join(f"(p[{_AT[n]}] or '')" for n in _NAMES)}
       else
         res = '='
@@ -178,9 +179,8 @@ for i = 1, n do
   if fleet and (res == nil or string.byte(res) == 61) then
     local lon, lat = ARGV[b + 1 + {_LON}], ARGV[b + 1 + {_LAT}]
     if cars then
-      -- One server: the car's hash decided; its position follows.
+      -- One server: the car's hash decided, atomically; its position follows.
       redis.call('GEOADD', KEYS[1], lon, lat, car)
-      redis.call('HSET', KEYS[2], car, ARGV[b + 1 + {_TS}])
     else
       local t = redis.call('HGET', KEYS[2], car)
       if t and tonumber(t) >= ts then
@@ -232,8 +232,12 @@ for i = 1, n do
       else
         redis.call('DEL', key)
       end
-      if fleet and redis.call('HGET', KEYS[2], car) == ts then
-        if v then place(car, v[{_TS}], v[{_LON}], v[{_LAT}]) else place(car) end
+      if fleet then
+        if v then
+          redis.call('GEOADD', KEYS[1], v[{_LON}], v[{_LAT}], car)
+        else
+          redis.call('ZREM', KEYS[1], car)
+        end
       end
     end
   elseif redis.call('HGET', KEYS[2], car) == ts then
@@ -344,23 +348,49 @@ def _by_slot(states: Sequence[CarState], indices: Sequence[int]) -> list[list[in
     return list(groups.values())
 
 
+def _newest_per_car(states: Sequence[CarState]) -> tuple[list[int], list[int]]:
+    """The index of each car's newest status (the first, among equal timestamps), and for
+    every status the index that speaks for it in Redis."""
+    best: dict[str, int] = {}
+    for i, s in enumerate(states):
+        j = best.get(s.car_id)
+        if j is None or s.timestamp > states[j].timestamp:
+            best[s.car_id] = i
+    return list(best.values()), [best[s.car_id] for s in states]
+
+
+def _text_of(state: CarState, fleet_only: bool) -> str:
+    """A state as a write's '=' reply gives a previous one (see WRITE_LUA)."""
+    if fleet_only:
+        return f"{state.timestamp}|{state.lon!r}|{state.lat!r}"
+    return _SEP.join(_values(state)[1:])
+
+
+def _ts_of(previous: str, fleet_only: bool) -> int:
+    return int(previous.split(_SEP)[0 if fleet_only else _TS - 1])
+
+
 class CarStateWrite:
-    """The Redis side of one flush: try until done, read the outcome per status, undo."""
+    """The Redis side of one flush: try until done, read the outcome per status, undo.
+
+    Only each car's newest status of the flush is written: the older ones are history,
+    for Kafka, and Redis keeps the newest anyway. They share their newest one's outcome.
+    """
 
     def __init__(self, store: CarStateStore, states: Sequence[CarState]) -> None:
         self._store = store
         self._states = states
-        every = list(range(len(states)))
+        written, self._speaker = _newest_per_car(states)
         self._car: list[Reply] = [None] * len(states)
         self._fleet: list[Reply] | None = None
         if store.cluster:
             # Car hashes first, one call per slot; then the fleet's index for the statuses
             # whose car took them, so a refused status leaves no position either.
             self._fleet = [None] * len(states)
-            self._calls = [_Call("c", idx, self._car) for idx in _by_slot(states, every)]
+            self._calls = [_Call("c", idx, self._car) for idx in _by_slot(states, written)]
         else:
             # One call writes both parts: its reply speaks for both.
-            self._calls = [_Call("cf", every, self._car)]
+            self._calls = [_Call("cf", written, self._car)]
         self.failed_calls = 0  # for metrics
 
     def _fleet_todo(self) -> list[int]:
@@ -370,8 +400,9 @@ class CarStateWrite:
             return []
         return [
             i
-            for i, car in enumerate(self._car)
-            if car is not None and car[:1] != b"!" and fleet[i] is None
+            for call in self._calls
+            for i in call.indices
+            if (car := self._car[i]) is not None and car[:1] != b"!" and fleet[i] is None
         ]
 
     @property
@@ -406,46 +437,79 @@ class CarStateWrite:
             call.replies[i] = reply
         call.done = True
 
-    def _parts(self, i: int) -> tuple[Reply, ...]:
-        return (self._car[i],) if self._fleet is None else (self._car[i], self._fleet[i])
-
-    def taken(self, i: int) -> bool:
-        """Redis holds status i, or a newer status of its car: it may be published."""
-        return all(p is not None and p[:1] != b"!" for p in self._parts(i))
-
-    def error(self, i: int) -> str:
-        """Why Redis refused status i ("" when it did not, or did not answer)."""
-        for p in self._parts(i):
+    def _failure(self, j: int) -> str | None:
+        """Why the written status j is not taken (None: it is; "": no answer)."""
+        car = self._car[j]
+        parts = (car,) if self._fleet is None else (car, self._fleet[j])
+        for p in parts:
             if p is not None and p[:1] == b"!":
                 return "Redis refused it: " + p[1:].decode(errors="replace")
-        return ""
+        return "" if any(p is None for p in parts) else None
 
-    async def undo(self, indices: Sequence[int]) -> int:
-        """Take back what these statuses wrote, newest first; returns how many it touched.
+    def failures(self) -> dict[int, str]:
+        """The statuses Redis did not take (it holds neither them nor a newer state of
+        their car), and why: what refused them, or "" when Redis did not answer."""
+        bad = {
+            j: why
+            for call in self._calls
+            for j in call.indices
+            if (why := self._failure(j)) is not None
+        }
+        if not bad:
+            return {}
+        return {i: bad[j] for i, j in enumerate(self._speaker) if j in bad}
 
-        A car that holds a later status meanwhile keeps it.
+    async def undo(self, failed: Sequence[int]) -> int:
+        """Take back the statuses that are not stored; returns how many cars it touched.
+
+        A car gets the newest of what it held before the flush and of its statuses in the
+        flush that are stored; a car that holds a later status meanwhile keeps it.
         """
+        gone = set(failed)
+        kept: dict[str, int] = {}  # car -> its newest status of the flush that stays
+        for i, s in enumerate(self._states):
+            if i not in gone:
+                k = kept.get(s.car_id)
+                if k is None or s.timestamp > self._states[k].timestamp:
+                    kept[s.car_id] = i
         parts = [("cf" if self._fleet is None else "c", self._car)]
         if self._fleet is not None:
             parts.append(("f", self._fleet))
-        calls: list[tuple[str, list[int], list[Reply]]] = []
-        touched: set[int] = set()
+        touched: set[str] = set()
+        calls: list[tuple[str, list[tuple[int, str]]]] = []
         for mode, replies in parts:
-            mine = [i for i in reversed(indices) if (replies[i] or b"")[:1] == b"="]
-            touched.update(mine)
-            groups = _by_slot(self._states, mine) if mode == "c" else [mine] if mine else []
-            calls += [(mode, group, replies) for group in groups]
-        await asyncio.gather(*(self._undo(mode, idx, replies) for mode, idx, replies in calls))
+            rows = [
+                (i, self._fallback(mode, reply[1:].decode(), kept.get(self._states[i].car_id)))
+                for i, reply in enumerate(replies)
+                if i in gone and reply is not None and reply[:1] == b"="
+            ]
+            touched.update(self._states[i].car_id for i, _ in rows)
+            if mode == "c":
+                back = dict(rows)
+                groups = _by_slot(self._states, [i for i, _ in rows])
+                calls += [(mode, [(i, back[i]) for i in group]) for group in groups]
+            elif rows:
+                calls.append((mode, rows))
+        await asyncio.gather(*(self._undo(mode, rows) for mode, rows in calls))
         return len(touched)
 
-    async def _undo(self, mode: str, indices: list[int], replies: list[Reply]) -> None:
-        states = [self._states[i] for i in indices]
-        values = [
-            (s.car_id, str(s.timestamp), (replies[i] or b"=")[1:].decode())
-            for i, s in zip(indices, states, strict=True)
+    def _fallback(self, mode: str, previous: str, kept: int | None) -> str:
+        """What a car goes back to: the newer of what it held and of its stored status."""
+        fleet_only = mode == "f"
+        if kept is None:
+            return previous
+        state = self._states[kept]
+        if previous and _ts_of(previous, fleet_only) >= state.timestamp:
+            return previous
+        return _text_of(state, fleet_only)
+
+    async def _undo(self, mode: str, rows: list[tuple[int, str]]) -> None:
+        states = [self._states[i] for i, _ in rows]
+        values: list[Any] = [
+            (s.car_id, str(s.timestamp), back) for s, (_, back) in zip(states, rows, strict=True)
         ]
         if not self._store.cluster:
-            values = ["".join(_bulk(v) for v in row) for row in values]  # type: ignore[misc]
+            values = ["".join(_bulk(v) for v in row) for row in values]
         await self._store.run(UNDO, mode, states, values)
 
 
@@ -515,9 +579,10 @@ async def write_car_states(client: RedisClient, states: Sequence[CarState]) -> N
         return
     write = CarStateStore(client).begin(states)
     await write.attempt()
-    failed = [write.error(i) or "no answer" for i in range(len(states)) if not write.taken(i)]
+    failed = write.failures()
     if failed:
-        raise RedisError(f"{len(failed)} of {len(states)} states not stored: {failed[0]}")
+        first = next(iter(failed.values())) or "no answer"
+        raise RedisError(f"{len(failed)} of {len(states)} states not stored: {first}")
 
 
 async def read_car_state(client: RedisClient, car_id: str) -> dict[str, str]:

@@ -12,7 +12,9 @@ nothing of it stayed stored. Each flush goes in three steps:
    it held before, unless a newer status came meanwhile). Then every submission gets
    its Receipt: which of its statuses are not stored, and why.
 
-Flushes run one after the other, so a car's order is kept across streams and batches.
+Flushes keep their order in each backend, so a car's order is kept across streams and
+batches. The next flush writes Redis while the last one publishes to Kafka (the two steps
+overlap), unless they share a car: that one waits, as its state may yet be taken back.
 The backends are interfaces (StateStore, EventLog): Redis and Kafka in production,
 in-process fakes in the unit tests.
 """
@@ -45,17 +47,22 @@ class StateWrite(Protocol):
     """The Redis side of one flush (greenlane.core.redis_state.CarStateWrite)."""
 
     @property
-    def pending(self) -> bool: ...  # something is not answered yet and may be retried
+    def pending(self) -> bool:
+        """Something is not answered yet, and may be tried again."""
+        ...
 
-    async def attempt(self) -> None: ...  # one try at what is pending; never raises for
+    async def attempt(self) -> None:
+        """One try at what is pending. A backend failure is recorded, never raised:
+        pending if it may pass, refused if not."""
+        ...
 
-    # a backend failure (it is recorded: pending if it may pass, refused if not)
+    def failures(self) -> dict[int, str]:
+        """The statuses Redis did not take, and why ("" when it did not answer)."""
+        ...
 
-    def taken(self, i: int) -> bool: ...
-
-    def error(self, i: int) -> str: ...
-
-    async def undo(self, indices: Sequence[int]) -> int: ...
+    async def undo(self, failed: Sequence[int]) -> int:
+        """Take the failed statuses back; returns how many cars it touched."""
+        ...
 
 
 class StateStore(Protocol):
@@ -70,9 +77,9 @@ class EventPublish(Protocol):
 
     async def attempt(self) -> None: ...
 
-    def confirmed(self, i: int) -> bool: ...
-
-    def error(self, i: int) -> str: ...
+    def failures(self) -> dict[int, str]:
+        """Of the statuses given, those not confirmed, and why ("" when no answer)."""
+        ...
 
 
 class EventLog(Protocol):
@@ -102,6 +109,23 @@ class _Pending:
     future: asyncio.Future[Receipt]
     received: float
     deadline: float
+
+
+class _Flush:
+    """One flush on its way: its statuses, what Redis took, and why the others are not."""
+
+    def __init__(self, items: list[_Pending]) -> None:
+        self.items = items
+        self.states = [s for item in items for s in item.states]
+        self.cars = {s.car_id for s in self.states}
+        self.deadline = min(item.deadline for item in items)
+        self.started = time.monotonic()
+        self.span = tracer.start_span("ingestion.flush")
+        self.headers: list[tuple[str, bytes]] = []
+        self.write: StateWrite | None = None
+        self.redis_answered = False
+        self.taken: list[int] = []
+        self.why = [""] * len(self.states)  # "" while stored so far
 
 
 class IngestPipeline:
@@ -189,60 +213,90 @@ class IngestPipeline:
         return items
 
     async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            items = self._take()
-            try:
-                await self._flush(items)
-            except asyncio.CancelledError:
-                _fail(items, "ingestion is shutting down")
-                raise
-            except Exception:  # a bug must not stop the loop: fail the flush, keep going
-                log.exception("flush failed unexpectedly")
-                _fail(items, "internal error while storing")
+        # Flushes in their Kafka step, oldest first, with the cars each one holds.
+        outstanding: deque[tuple[asyncio.Task[None], set[str]]] = deque()
+        try:
+            while True:
+                if not self._queue:
+                    if self._closing:
+                        break
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                items = self._take()
+                flush = _Flush(items)
+                # The next flush writes Redis while the last one publishes to Kafka, unless
+                # it holds a car of a flush still publishing (whose Redis state may yet be
+                # taken back); and no more than one flush waits for Kafka behind another.
+                while outstanding and (
+                    len(outstanding) > 1
+                    or outstanding[0][0].done()
+                    or any(not flush.cars.isdisjoint(cars) for _, cars in outstanding)
+                ):
+                    await asyncio.wait([outstanding[0][0]])
+                    outstanding.popleft()
+                try:
+                    await self._redis_step(flush)
+                except asyncio.CancelledError:
+                    _fail(items, "ingestion is shutting down")
+                    flush.span.end()
+                    raise
+                except Exception:  # a bug must not stop the loop: fail the flush, keep going
+                    log.exception("flush failed unexpectedly")
+                    _fail(items, "internal error while storing")
+                    flush.span.end()
+                    continue
+                after = outstanding[-1][0] if outstanding else None
+                task = asyncio.create_task(self._kafka_step(flush, after))
+                outstanding.append((task, flush.cars))
+            if outstanding:
+                await asyncio.wait([task for task, _ in outstanding])
+        finally:
+            for task, _ in outstanding:
+                task.cancel()
 
-    async def _flush(self, items: list[_Pending]) -> None:
-        states = [s for item in items for s in item.states]
-        deadline = min(item.deadline for item in items)
-        started = time.monotonic()
-        metrics.FLUSH_STATUSES.observe(len(states))
-        with tracer.start_as_current_span("ingestion.flush") as span:
-            span.set_attribute("greenlane.flush.statuses", len(states))
-            why = await self._store(states, deadline)
-            span.set_attribute("greenlane.flush.not_stored", sum(1 for w in why if w))
-        now = time.monotonic()
-        metrics.FLUSH_DURATION.observe(now - started)
-        _deliver(items, why, now)
+    async def _redis_step(self, flush: _Flush) -> None:
+        """Redis first: what it takes may be published."""
+        metrics.FLUSH_STATUSES.observe(len(flush.states))
+        flush.span.set_attribute("greenlane.flush.statuses", len(flush.states))
+        with trace.use_span(flush.span, end_on_exit=False):
+            flush.headers = inject_trace_headers()
+        write = flush.write = self._state.begin(flush.states)
+        flush.redis_answered = await self._until(write, "redis", flush.deadline)
+        refused = write.failures()
+        for i, reason in refused.items():
+            flush.why[i] = reason or "Redis did not confirm in time; safe to resend"
+        every = range(len(flush.states))
+        flush.taken = [i for i in every if i not in refused] if refused else list(every)
 
-    async def _store(self, states: list[CarState], deadline: float) -> list[str]:
-        """Per status: "" when Redis and Kafka stored it, else why it is not stored."""
-        n = len(states)
-        why = [""] * n
-        write = self._state.begin(states)
-        redis_answered = await self._until(write, "redis", deadline)
-        taken: list[int] = []
-        for i in range(n):
-            if write.taken(i):
-                taken.append(i)
-            else:
-                why[i] = write.error(i) or "Redis did not confirm in time; safe to resend"
-        kafka_answered = True
-        if taken:
-            publish = self._events.begin(states, taken, inject_trace_headers())
-            kafka_answered = await self._until(publish, "kafka", deadline)
-            for i in taken:
-                if not publish.confirmed(i):
-                    why[i] = publish.error(i) or "Kafka did not confirm in time; safe to resend"
-        self.healthy = redis_answered and kafka_answered
-        failed = [i for i in range(n) if why[i]]
-        if failed:
-            await self._undo(write, failed)
-        return why
+    async def _kafka_step(self, flush: _Flush, after: asyncio.Task[None] | None) -> None:
+        """Kafka for what Redis took, after the flush before; undo; answer."""
+        try:
+            if after is not None:
+                await asyncio.wait([after])  # Kafka gets a car's statuses in order
+            why = flush.why
+            kafka_answered = True
+            if flush.taken:
+                publish = self._events.begin(flush.states, flush.taken, flush.headers)
+                kafka_answered = await self._until(publish, "kafka", flush.deadline)
+                for i, reason in publish.failures().items():
+                    why[i] = reason or "Kafka did not confirm in time; safe to resend"
+            self.healthy = flush.redis_answered and kafka_answered
+            failed = [i for i, w in enumerate(why) if w]
+            if failed and flush.write is not None:
+                await self._undo(flush.write, failed)
+            flush.span.set_attribute("greenlane.flush.not_stored", len(failed))
+            now = time.monotonic()
+            metrics.FLUSH_DURATION.observe(now - flush.started)
+            _deliver(flush.items, why, now)
+        except asyncio.CancelledError:
+            _fail(flush.items, "ingestion is shutting down")
+            raise
+        except Exception:
+            log.exception("flush failed unexpectedly")
+            _fail(flush.items, "internal error while storing")
+        finally:
+            flush.span.end()
 
     async def _until(self, work: StateWrite | EventPublish, backend: str, deadline: float) -> bool:
         """Try until nothing is pending or the deadline passed; False if something was

@@ -51,11 +51,9 @@ class KafkaPublish:
     def pending(self) -> bool:
         return bool(self._todo)
 
-    def confirmed(self, i: int) -> bool:
-        return i in self._confirmed
-
-    def error(self, i: int) -> str:
-        return self._errors.get(i, "")
+    def failures(self) -> dict[int, str]:
+        """The statuses not confirmed: why Kafka refused them, or "" (no answer yet)."""
+        return {**dict.fromkeys(self._todo, ""), **self._errors}
 
     async def attempt(self) -> None:
         """Send what is pending; record what the broker confirmed or refused for good."""

@@ -63,7 +63,10 @@ class RunningServer:
 
 async def start_server(settings: IngestionSettings) -> RunningServer:
     redis = connect(settings.redis_url, cluster=settings.redis_cluster)
-    producer = make_producer(settings.kafka_bootstrap_servers, client_id="greenlane-ingestion")
+    # Flushes are whole record batches: waiting to fill them (linger) only adds latency.
+    producer = make_producer(
+        settings.kafka_bootstrap_servers, client_id="greenlane-ingestion", linger_ms=0
+    )
 
     async def ready() -> Mapping[str, bool]:
         try:

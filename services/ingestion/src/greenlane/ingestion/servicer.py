@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from greenlane.core.errors import BackendUnavailable, InvalidField
-from greenlane.core.events import CarState, validate_message
+from greenlane.core.events import CarState, validate_message, validate_messages
 from greenlane.ingestion import metrics
 from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.pipeline import IngestPipeline, Receipt
@@ -183,24 +183,19 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 status=REJECTED,
                 message=f"statuses: {len(statuses)} items, over the limit of {self._max_batch}",
             )
-        now = now_ms()
-        valid: list[CarState] = []
-        positions: list[int] = []  # of the valid ones in the batch
+        # positions: of the valid ones in the batch
+        valid, positions, invalid_items = validate_messages(statuses, now_ms=now_ms())
         rejected: list[fleet_pb2.RejectedItem] = []
-        for index, msg in enumerate(statuses):
-            try:
-                valid.append(validate_message(msg, now_ms=now))
-                positions.append(index)
-            except InvalidField as err:
-                metrics.STATUSES_REJECTED.labels(err.field).inc()
-                rejected.append(
-                    fleet_pb2.RejectedItem(
-                        index=index,
-                        car_id=msg.car_id[:64],
-                        field=err.field,
-                        message=f"{err.field} {err.message}",
-                    )
+        for index, err in invalid_items:
+            metrics.STATUSES_REJECTED.labels(err.field).inc()
+            rejected.append(
+                fleet_pb2.RejectedItem(
+                    index=index,
+                    car_id=statuses[index].car_id[:64],
+                    field=err.field,
+                    message=f"{err.field} {err.message}",
                 )
+            )
         invalid = len(rejected)
         if valid:
             try:
