@@ -328,7 +328,7 @@ async def test_closing_while_a_flush_hangs_answers_every_waiting_status(
     assert kafka.records == []
 
 
-async def test_the_next_flush_writes_redis_while_kafka_publishes_unless_it_shares_a_car(
+async def test_flushes_of_other_cars_run_alongside_and_a_flush_of_the_same_car_waits(
     redis: FakeRedis, kafka: FakeKafka
 ) -> None:
     pipeline = IngestPipeline(redis, kafka, ack_timeout=5.0, max_flush_size=1)
@@ -341,7 +341,7 @@ async def test_the_next_flush_writes_redis_while_kafka_publishes_unless_it_share
         for _ in range(20):
             await asyncio.sleep(0.01)
 
-        # Kafka holds the first flush: b's went on to Redis, a's second waits for it.
+        # Kafka holds the first flush: b's went on alongside, a's second waits for it.
         assert redis.held == {"a": 1, "b": 1}
         assert kafka.records == []
         kafka.gate.set()

@@ -11,6 +11,7 @@ Redis Cluster too. The rules around the scripts live in greenlane.ingestion.desk
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -22,6 +23,8 @@ from greenlane.core.redis_state import RedisClient
 EndStatus = Literal["fulfilled", "cancelled"]
 # How long the record of an ended booking is kept (for the car's history).
 KEEP_ENDED_MS: Final = 24 * 3600 * 1000
+# How long a station's name, position and power are reused for BOOKED answers.
+STATION_CACHE_SECONDS: Final = 30.0
 
 
 def _script(name: str) -> str:
@@ -104,6 +107,7 @@ class BookingStore:
         self._book = redis.register_script(_script("book.lua"))
         self._end = redis.register_script(_script("end.lua"))
         self._sweep = redis.register_script(_script("sweep.lua"))
+        self._stations: dict[str, tuple[float, dict[str, str]]] = {}
         r = self.region
         # The keys every script of the region shares, in the order the scripts expect.
         self._ledger = [r.bookings, r.booking_expiry, r.booking_ended, r.car_booking]
@@ -208,9 +212,21 @@ class BookingStore:
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def station_details(self, station_id: str) -> dict[str, str]:
-        """The station's record (name, lat, lon, capacity, power_kw); empty if unknown."""
+        """The station's record (name, lat, lon, capacity, power_kw); empty if unknown.
+
+        Kept for STATION_CACHE_SECONDS: every BOOKED answer carries it, and stations
+        change only when a station file is loaded.
+        """
+        now = time.monotonic()
+        cached = self._stations.get(station_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
         raw = await self._redis.hgetall(self.region.station(station_id))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        record = {_s(k): _s(v) for k, v in raw.items()}
+        if len(self._stations) > 10_000:
+            self._stations.clear()
+        self._stations[station_id] = (now + STATION_CACHE_SECONDS, record)
+        return record
 
     async def station(self, station_id: str, now_ms: int = 0) -> dict[str, Any] | None:
         """A station with its free capacity (capacity minus bookings not yet expired)."""

@@ -12,9 +12,9 @@ nothing of it stayed stored. Each flush goes in three steps:
    it held before, unless a newer status came meanwhile). Then every submission gets
    its Receipt: which of its statuses are not stored, and why.
 
-Flushes keep their order in each backend, so a car's order is kept across streams and
-batches. The next flush writes Redis while the last one publishes to Kafka (the two steps
-overlap), unless they share a car: that one waits, as its state may yet be taken back.
+Up to four flushes run at once; a flush waits for every earlier one that holds one of
+its cars, so a car's statuses reach Redis and Kafka in the order they arrived, across
+streams and batches, and a car's state is taken back before its next status is written.
 The backends are interfaces (StateStore, EventLog): Redis and Kafka in production,
 in-process fakes in the unit tests.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class _Pending:
 
 
 class _Flush:
-    """One flush on its way: its statuses, what Redis took, and why the others are not."""
+    """One flush: whole submissions, the cars they hold, their deadline."""
 
     def __init__(self, items: list[_Pending]) -> None:
         self.items = items
@@ -120,12 +121,8 @@ class _Flush:
         self.cars = {s.car_id for s in self.states}
         self.deadline = min(item.deadline for item in items)
         self.started = time.monotonic()
-        self.span = tracer.start_span("ingestion.flush")
-        self.headers: list[tuple[str, bytes]] = []
-        self.write: StateWrite | None = None
-        self.redis_answered = False
-        self.taken: list[int] = []
-        self.why = [""] * len(self.states)  # "" while stored so far
+        self.task: asyncio.Task[None]
+        self.done = False
 
 
 class IngestPipeline:
@@ -139,12 +136,14 @@ class IngestPipeline:
         max_flush_size: int = 4000,
         ack_timeout: float = 5.0,
         max_pending: int = 50_000,
+        max_flushes: int = 4,
     ) -> None:
         self._state = state
         self._events = events
         self._max_flush = max_flush_size
         self._ack_timeout = ack_timeout
         self._max_pending = max_pending
+        self._max_flushes = max_flushes  # flushes in flight at once
         self._queue: deque[_Pending] = deque()
         self._pending = 0
         self._wakeup = asyncio.Event()
@@ -213,90 +212,77 @@ class IngestPipeline:
         return items
 
     async def _run(self) -> None:
-        # Flushes in their Kafka step, oldest first, with the cars each one holds.
-        outstanding: deque[tuple[asyncio.Task[None], set[str]]] = deque()
+        in_flight: list[_Flush] = []
         try:
             while True:
+                in_flight = [f for f in in_flight if not f.done]
                 if not self._queue:
                     if self._closing:
                         break
                     self._wakeup.clear()
                     await self._wakeup.wait()
                     continue
-                items = self._take()
-                flush = _Flush(items)
-                # The next flush writes Redis while the last one publishes to Kafka, unless
-                # it holds a car of a flush still publishing (whose Redis state may yet be
-                # taken back); and no more than one flush waits for Kafka behind another.
-                while outstanding and (
-                    len(outstanding) > 1
-                    or outstanding[0][0].done()
-                    or any(not flush.cars.isdisjoint(cars) for _, cars in outstanding)
-                ):
-                    await asyncio.wait([outstanding[0][0]])
-                    outstanding.popleft()
-                try:
-                    await self._redis_step(flush)
-                except asyncio.CancelledError:
-                    _fail(items, "ingestion is shutting down")
-                    flush.span.end()
-                    raise
-                except Exception:  # a bug must not stop the loop: fail the flush, keep going
-                    log.exception("flush failed unexpectedly")
-                    _fail(items, "internal error while storing")
-                    flush.span.end()
+                if len(in_flight) >= self._max_flushes:
+                    # Busy: statuses gather into the next flush meanwhile (that is batching).
+                    await asyncio.wait([f.task for f in in_flight], return_when=FIRST_COMPLETED)
                     continue
-                after = outstanding[-1][0] if outstanding else None
-                task = asyncio.create_task(self._kafka_step(flush, after))
-                outstanding.append((task, flush.cars))
-            if outstanding:
-                await asyncio.wait([task for task, _ in outstanding])
+                flush = _Flush(self._take())
+                # A flush waits for every earlier one that holds one of its cars (that car's
+                # order, and a take-back of its state, come first); others run alongside.
+                after = [f.task for f in in_flight if not flush.cars.isdisjoint(f.cars)]
+                flush.task = asyncio.create_task(self._flush(flush, after))
+                in_flight.append(flush)
+            if in_flight:
+                await asyncio.wait([f.task for f in in_flight])
         finally:
-            for task, _ in outstanding:
-                task.cancel()
+            for f in in_flight:
+                f.task.cancel()
 
-    async def _redis_step(self, flush: _Flush) -> None:
-        """Redis first: what it takes may be published."""
-        metrics.FLUSH_STATUSES.observe(len(flush.states))
-        flush.span.set_attribute("greenlane.flush.statuses", len(flush.states))
-        with trace.use_span(flush.span, end_on_exit=False):
-            flush.headers = inject_trace_headers()
-        write = flush.write = self._state.begin(flush.states)
-        flush.redis_answered = await self._until(write, "redis", flush.deadline)
-        refused = write.failures()
-        for i, reason in refused.items():
-            flush.why[i] = reason or "Redis did not confirm in time; safe to resend"
-        every = range(len(flush.states))
-        flush.taken = [i for i in every if i not in refused] if refused else list(every)
-
-    async def _kafka_step(self, flush: _Flush, after: asyncio.Task[None] | None) -> None:
-        """Kafka for what Redis took, after the flush before; undo; answer."""
+    async def _flush(self, flush: _Flush, after: list[asyncio.Task[None]]) -> None:
+        """Redis first, then Kafka for what Redis took; take back what is not stored;
+        answer every submission."""
         try:
-            if after is not None:
-                await asyncio.wait([after])  # Kafka gets a car's statuses in order
-            why = flush.why
-            kafka_answered = True
-            if flush.taken:
-                publish = self._events.begin(flush.states, flush.taken, flush.headers)
-                kafka_answered = await self._until(publish, "kafka", flush.deadline)
-                for i, reason in publish.failures().items():
-                    why[i] = reason or "Kafka did not confirm in time; safe to resend"
-            self.healthy = flush.redis_answered and kafka_answered
-            failed = [i for i, w in enumerate(why) if w]
-            if failed and flush.write is not None:
-                await self._undo(flush.write, failed)
-            flush.span.set_attribute("greenlane.flush.not_stored", len(failed))
+            if after:
+                await asyncio.wait(after)
+            why = await self._store(flush)
             now = time.monotonic()
             metrics.FLUSH_DURATION.observe(now - flush.started)
             _deliver(flush.items, why, now)
         except asyncio.CancelledError:
             _fail(flush.items, "ingestion is shutting down")
             raise
-        except Exception:
+        except Exception:  # a bug must not stop the pipeline: fail the flush, go on
             log.exception("flush failed unexpectedly")
             _fail(flush.items, "internal error while storing")
         finally:
-            flush.span.end()
+            flush.done = True
+
+    async def _store(self, flush: _Flush) -> list[str]:
+        """Per status: "" when Redis and Kafka stored it, else why it is not stored."""
+        states = flush.states
+        metrics.FLUSH_STATUSES.observe(len(states))
+        with tracer.start_as_current_span("ingestion.flush") as span:
+            span.set_attribute("greenlane.flush.statuses", len(states))
+            why = [""] * len(states)
+            write = self._state.begin(states)
+            redis_answered = await self._until(write, "redis", flush.deadline)
+            refused = write.failures()
+            for i, reason in refused.items():
+                why[i] = reason or "Redis did not confirm in time; safe to resend"
+            every = range(len(states))
+            taken = [i for i in every if i not in refused] if refused else list(every)
+            kafka_answered = True
+            if taken:
+                publish = self._events.begin(states, taken, inject_trace_headers())
+                kafka_answered = await self._until(publish, "kafka", flush.deadline)
+                for i, reason in publish.failures().items():
+                    why[i] = reason or "Kafka did not confirm in time; safe to resend"
+            self.healthy = redis_answered and kafka_answered
+            failed = [i for i, w in enumerate(why) if w]
+            if failed:
+                await self._undo(write, failed)
+            span.set_attribute("greenlane.flush.not_stored", len(failed))
+        return why
 
     async def _until(self, work: StateWrite | EventPublish, backend: str, deadline: float) -> bool:
         """Try until nothing is pending or the deadline passed; False if something was
