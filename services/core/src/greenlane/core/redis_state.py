@@ -1,8 +1,9 @@
 """The live fleet picture in Redis: the client (standalone or Cluster) and car-state writes.
 
 Car states are written by one Lua script generated from the event table
-(greenlane.core.events.REDIS_FIELDS). Per status it keeps the newest timestamp: an older
-status leaves the car's hash and position alone (it is still history, for Kafka). A
+(greenlane.core.events.REDIS_FIELDS). Per car it keeps the newest timestamp: an older
+status leaves the car's hash and position alone (it is still history, for Kafka), and a
+flush writes only each car's newest status. A
 status that Redis refuses (say a key of the wrong type) fails alone; the others of the
 call are stored. On a standalone server one call writes a whole flush; on Redis Cluster
 the car hashes are written with one call per slot (shard of the fleet) and the fleet's
@@ -200,9 +201,10 @@ return out
 """
 )
 
-# Takes statuses back: a car (or its position) that still holds a status's timestamp gets
-# what it held before (or nothing, if it held nothing). KEYS as for WRITE_LUA; ARGV: mode,
-# then per status car_id, timestamp and the '=' reply of WRITE_LUA without its '='.
+# Takes statuses back: a car (or its position) that still holds the timestamp a write
+# gave it goes back to a given state, or to nothing. KEYS as for WRITE_LUA; ARGV: mode, then
+# per status car_id, the timestamp written, and the state to go back to as WRITE_LUA's '='
+# replies give one (hash values joined by '|'; mode 'f': 'timestamp|lon|lat'; '': none).
 UNDO_LUA: Final = (
     _PREAMBLE
     + f"""
