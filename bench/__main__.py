@@ -200,7 +200,11 @@ async def booking_rate(url: str, seconds: float, cars: int = 500) -> tuple[float
             calls += 1
             if outcome.booking is not None:
                 booked += 1
-                await store.end(outcome.booking.booking_id, "fulfilled")
+                await store.end(
+                    outcome.booking.booking_id,
+                    "fulfilled",
+                    station_id=outcome.booking.station_id,
+                )
                 calls += 1
 
     start = time.perf_counter()

@@ -7,12 +7,15 @@ any sequence) run on the cluster too: tests/integration/test_booking.py.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 import httpx
 import pytest
+import redis
 from cluster import ValkeyCluster
 from conftest import ingestion_settings
 from redis.asyncio.cluster import RedisCluster
@@ -20,6 +23,7 @@ from stack import read_topic
 
 from greenlane.cli.embedded import EmbeddedKafka
 from greenlane.core import keys
+from greenlane.core.keys import Region
 from greenlane.core.stations import Station, load_stations
 from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.ingestion.server import RunningServer, start_server
@@ -124,3 +128,37 @@ async def test_a_car_is_booked_on_its_stream_and_plugging_in_fulfils_it_on_the_c
             "/api/cars/car-low/bookings", headers={TOKEN_METADATA_KEY: "greenlane-secret-token"}
         )
     assert [b["status"] for b in history.json()["bookings"]] == ["fulfilled"]
+
+
+def test_greenlane_stations_load_fills_a_region_of_the_cluster_and_refuses_a_bad_region(
+    valkey_cluster: ValkeyCluster,
+) -> None:
+    def load(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "greenlane.cli",
+                "stations",
+                "load",
+                "data/stations/manhattan.csv",
+            ]
+            + ["--redis-url", valkey_cluster.url, "--redis-cluster", *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    loaded = load("--region", "uptown")
+    refused = load("--region", "Up Town")
+
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    assert "loaded 40 stations" in loaded.stdout and "into region uptown" in loaded.stdout
+    client = redis.RedisCluster.from_url(valkey_cluster.url)
+    try:
+        assert client.zcard(Region("uptown").stations_locations) == 40
+    finally:
+        client.close()
+    assert refused.returncode == 2
+    assert "argument --region" in refused.stderr and "is not a region name" in refused.stderr

@@ -10,7 +10,7 @@ from typing import Final
 
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.core.keys import Region
-from greenlane.core.redis_state import RedisClient
+from greenlane.core.redis_state import RedisClient, is_cluster
 
 COLUMNS: Final = ("id", "name", "lat", "lon", "capacity", "power_kw")
 
@@ -90,10 +90,12 @@ async def load_stations(
 ) -> int:
     """Upsert stations into a region's GEO index and their hashes; live bookings are kept.
 
-    One transaction: every key of a region is in the region's slot (Redis Cluster too).
+    One transaction on a standalone server. On Redis Cluster (every key of a region is in
+    the region's slot) one pipeline to that node, not a transaction: redis-py 8's cluster
+    transaction leaves a connection that closing the client then trips over.
     """
     region = region or Region()
-    pipe = client.pipeline(transaction=True)
+    pipe = client.pipeline(transaction=not is_cluster(client))
     pipe.geoadd(
         region.stations_locations, [v for s in stations for v in (s.lon, s.lat, s.station_id)]
     )
