@@ -183,8 +183,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 status=REJECTED,
                 message=f"statuses: {len(statuses)} items, over the limit of {self._max_batch}",
             )
-        # positions: of the valid ones in the batch
-        valid, positions, invalid_items = validate_messages(statuses, now_ms=now_ms())
+        valid, invalid_items = validate_messages(statuses, now_ms=now_ms())
         rejected: list[fleet_pb2.RejectedItem] = []
         for index, err in invalid_items:
             metrics.STATUSES_REJECTED.labels(err.field).inc()
@@ -207,6 +206,8 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     status=UNAVAILABLE, accepted=0, rejected=rejected, message=str(exc)
                 )
             if not receipt.stored:
+                bad = {index for index, _ in invalid_items}
+                positions = [i for i in range(len(statuses)) if i not in bad]
                 return self._partly_stored(valid, positions, rejected, receipt)
         metrics.STATUSES_ACCEPTED.inc(len(valid))
         return fleet_pb2.BatchResponse(
