@@ -189,3 +189,19 @@ async def test_free_plus_live_bookings_equals_capacity_after_any_sequence(
         elif op == "sweep":
             await store.sweep(now)
         await assert_invariant(store, redis_any, now)
+
+
+async def test_a_booking_ended_by_another_replica_is_not_answered_from_memory(
+    store: BookingStore, redis_any: RedisClient
+) -> None:
+    other = BookingStore(redis_any, ttl_ms=TTL, max_radius_km=1.0)  # another ingestion
+    first = await store.book("car-r", -73.9880, 40.7560, T0)
+    assert first.booking is not None
+
+    ended = await other.end(first.booking.booking_id, "cancelled", now_ms=T0 + 1)
+    again = await store.book("car-r", -73.9880, 40.7560, T0 + 2)
+
+    assert ended.result == "ENDED"
+    assert again.booking is not None and not again.booking.existing
+    assert again.booking.booking_id != first.booking.booking_id
+    await assert_invariant(store, redis_any, T0 + 2)

@@ -10,15 +10,17 @@ Redis Cluster too. The rules around the scripts live in greenlane.ingestion.desk
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final, Literal
 
 from greenlane.core.keys import Region
-from greenlane.core.redis_state import RedisClient
+from greenlane.core.redis_state import RedisClient, is_cluster
 
 EndStatus = Literal["fulfilled", "cancelled"]
 # How long the record of an ended booking is kept (for the car's history).
@@ -30,6 +32,10 @@ STATION_CACHE_SECONDS: Final = 30.0
 def _script(name: str) -> str:
     folder = resources.files("greenlane.ingestion").joinpath("lua")
     return folder.joinpath("common.lua").read_text() + folder.joinpath(name).read_text()
+
+
+# One read, given the client (or the pipeline) to issue it on.
+_Call = Callable[[Any], Any]
 
 
 def _s(value: Any) -> str:
@@ -108,6 +114,9 @@ class BookingStore:
         self._end = redis.register_script(_script("end.lua"))
         self._sweep = redis.register_script(_script("sweep.lua"))
         self._stations: dict[str, tuple[float, dict[str, str]]] = {}
+        # Cars this store booked -> until when: a hint that they hold a booking, checked
+        # by the script (another replica may have ended it).
+        self._holding: dict[str, int] = {}
         r = self.region
         # The keys every script of the region shares, in the order the scripts expect.
         self._ledger = [r.bookings, r.booking_expiry, r.booking_ended, r.car_booking]
@@ -115,12 +124,22 @@ class BookingStore:
     async def book(self, car_id: str, lon: float, lat: float, now_ms: int = 0) -> BookOutcome:
         """The car's active booking, or a new one at the nearest station with a free slot.
 
-        The candidates are found first (one GEOSEARCH), so that the script is given the
-        keys of every station it may book.
+        The candidates are found first (one GEOSEARCH, with whether the car holds a
+        booking, in one round trip), so that the script is given the keys of every
+        station it may book; no candidate and no booking is NO_CAPACITY without the
+        script. A car this store booked asks again with every status while its battery is
+        low: then the script is first asked for the car's booking alone (one round trip);
+        only if it is gone are the candidates searched.
         """
+        expired: list[Expired] = []
+        if self._holding.get(car_id, 0) > time.time() * 1000:
+            outcome = await self._call_book(car_id, lon, lat, now_ms, [])
+            if outcome.booking is not None:
+                return outcome
+            expired = outcome.expired  # cancelled, fulfilled or expired meanwhile
         r = self.region
-        found: list[Any] = list(
-            await self._redis.geosearch(
+        found, has_booking = await self._both(
+            lambda c: c.geosearch(
                 r.stations_locations,
                 longitude=lon,
                 latitude=lat,
@@ -129,8 +148,18 @@ class BookingStore:
                 sort="ASC",
                 count=self._max_candidates,
                 withdist=True,
-            )
+            ),
+            [lambda c: c.hexists(r.car_booking, car_id)],
         )
+        if not found and not has_booking:
+            return BookOutcome(None, expired)  # no station in range, nothing to look at
+        outcome = await self._call_book(car_id, lon, lat, now_ms, list(found))
+        return BookOutcome(outcome.booking, expired + outcome.expired)
+
+    async def _call_book(
+        self, car_id: str, lon: float, lat: float, now_ms: int, found: list[Any]
+    ) -> BookOutcome:
+        r = self.region
         keys = [r.stations_locations, *self._ledger, r.car_bookings(car_id)]
         args: list[Any] = [car_id, repr(lon), repr(lat), now_ms, self.ttl_ms, uuid.uuid4().hex]
         for member, dist in found:
@@ -141,18 +170,20 @@ class BookingStore:
         status = _s(reply[0])
         expired = _expired(reply[6:])
         if status != "BOOKED":
+            self._holding.pop(car_id, None)
             return BookOutcome(None, expired)
         distance = _s(reply[3])
-        return BookOutcome(
-            Booking(
-                booking_id=_s(reply[1]),
-                station_id=_s(reply[2]),
-                distance_km=float(distance) if distance else 0.0,
-                expires_at=int(_s(reply[4])),
-                existing=bool(int(reply[5])),
-            ),
-            expired,
+        booking = Booking(
+            booking_id=_s(reply[1]),
+            station_id=_s(reply[2]),
+            distance_km=float(distance) if distance else 0.0,
+            expires_at=int(_s(reply[4])),
+            existing=bool(int(reply[5])),
         )
+        if len(self._holding) >= 100_000:
+            self._holding.clear()
+        self._holding[car_id] = booking.expires_at
+        return BookOutcome(booking, expired)
 
     async def end(
         self,
@@ -176,6 +207,7 @@ class BookingStore:
         reply = await self._end(keys=keys, args=[booking_id, status, now_ms, car_id, station_id])
         result = _s(reply[0])
         if result == "ENDED":
+            self._holding.pop(_s(reply[1]), None)
             return EndOutcome("ENDED", _s(reply[1]), _s(reply[2]))
         if result == "NOT_ACTIVE":
             return EndOutcome("NOT_ACTIVE", detail=_s(reply[1]))
@@ -206,6 +238,17 @@ class BookingStore:
         raw = await self._redis.hmget(self.region.bookings, ids)
         found = [_record(bid, value) for bid, value in zip(ids, raw, strict=True)]
         return [b for b in found if b is not None]
+
+    async def _both(self, first: _Call, rest: list[_Call]) -> list[Any]:
+        """Several reads in one round trip: a pipeline on one server; on a cluster the same
+        commands at once (redis-py's cluster pipelines break under concurrent use)."""
+        calls = [first, *rest]
+        if is_cluster(self._redis):
+            return list(await asyncio.gather(*(call(self._redis) for call in calls)))
+        pipe = self._redis.pipeline(transaction=False)
+        for call in calls:
+            call(pipe)
+        return list(await pipe.execute())
 
     async def now_ms(self) -> int:
         seconds, micros = await self._redis.time()
@@ -272,11 +315,16 @@ class BookingStore:
         if not ids:
             return []
         now = now_ms or await self.now_ms()
-        pipe = self._redis.pipeline(transaction=False)
-        for sid in ids:
-            pipe.hgetall(self.region.station(sid))
-            pipe.zcount(self.region.station_bookings(sid), f"({now}", "+inf")
-        replies = await pipe.execute()
+        region = self.region
+
+        def reads(sid: str) -> list[_Call]:
+            return [
+                lambda c: c.hgetall(region.station(sid)),
+                lambda c: c.zcount(region.station_bookings(sid), f"({now}", "+inf"),
+            ]
+
+        calls = [call for sid in ids for call in reads(sid)]
+        replies = await self._both(calls[0], calls[1:])
         out = []
         for n, sid in enumerate(ids):
             raw, live = replies[2 * n], int(replies[2 * n + 1])
