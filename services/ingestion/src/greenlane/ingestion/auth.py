@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from pydantic import SecretStr
+
+from greenlane.core.auth import token_is_valid
 
 log = logging.getLogger(__name__)
 
@@ -20,18 +21,6 @@ PUBLIC_SERVICES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-
-
-def token_is_valid(presented: str | bytes | None, tokens: Iterable[SecretStr]) -> bool:
-    """Constant-time comparison against every configured token."""
-    if presented is None:
-        return False
-    given = presented.encode() if isinstance(presented, str) else presented
-    ok = False
-    for token in tokens:
-        # Compare with all tokens, so timing does not tell which one nearly matched.
-        ok |= hmac.compare_digest(given, token.get_secret_value().encode())
-    return ok
 
 
 def _denied(kind: str) -> grpc.RpcMethodHandler[Any, Any]:
