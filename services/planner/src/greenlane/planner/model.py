@@ -137,7 +137,10 @@ def _is_real(value: object) -> bool:
 def _number(value: object, field: str, low: float, high: float) -> float:
     if not _is_real(value):
         raise InvalidField(field, f"must be a number, got {type(value).__name__}")
-    number = float(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an int too large for a float
+        number = math.inf
     if not math.isfinite(number):
         raise InvalidField(field, f"must be finite, got {number}")
     if not low <= number <= high:
@@ -145,9 +148,9 @@ def _number(value: object, field: str, low: float, high: float) -> float:
     return number
 
 
-def _sequence(value: object, field: str) -> Sequence[Any]:
+def _sequence(value: object, field: str, what: str = "a list") -> Sequence[Any]:
     if isinstance(value, str | bytes) or not isinstance(value, Sequence):
-        raise InvalidField(field, f"must be a list, got {type(value).__name__}")
+        raise InvalidField(field, f"must be {what}, got {type(value).__name__}")
     return value
 
 
@@ -158,7 +161,7 @@ def validate(problem: SiteProblem) -> None:
         raise InvalidField(
             "slot_minutes", f"must be a whole number from 1 to {MAX_SLOT_MINUTES}, got {minutes!r}"
         )
-    prices = _sequence(problem.prices, "prices")
+    prices = _sequence(problem.prices, "prices", "a list of numbers")
     if not prices:
         raise InvalidField("prices", "must not be empty: one price per slot")
     if len(prices) > MAX_SLOTS:
@@ -172,7 +175,7 @@ def validate(problem: SiteProblem) -> None:
     if _is_real(limit):
         _number(limit, "site_limit_kw", 0.0, MAX_KW)
     else:
-        limits = _sequence(limit, "site_limit_kw")
+        limits = _sequence(limit, "site_limit_kw", "a number or a list of numbers")
         if len(limits) != horizon:
             raise InvalidField(
                 "site_limit_kw",
@@ -180,7 +183,7 @@ def validate(problem: SiteProblem) -> None:
             )
         for t, value in enumerate(limits):
             _number(value, f"site_limit_kw[{t}]", 0.0, MAX_KW)
-    cars = _sequence(problem.cars, "cars")
+    cars = _sequence(problem.cars, "cars", "a list of cars")
     if len(cars) > MAX_CARS:
         raise InvalidField("cars", f"at most {MAX_CARS} cars, got {len(cars)}")
     seen: set[str] = set()
