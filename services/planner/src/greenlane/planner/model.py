@@ -17,10 +17,12 @@ Objective, lexicographic, in two LPs:
    ``sum ((t - arrive) / horizon)^2 * p / max_kw``, which makes each car charge as early
    in its window and in as few pieces as the cheapest plans allow.
 
-Numerical noise is tied off afterwards (values clamped to their bounds, tiny ones set to 0,
-a slot or a car over its bound scaled down by the solver's tolerance) so that the
-invariants hold exactly in floating point, in any order of summation: no slot above its
-limit, no car above its ``max_kw`` or its goal, no power outside its window.
+Numerical noise is tied off afterwards: powers are rounded to 1e-9 kW and clamped to
+their bounds, and in a slot still over its limit the largest power is lowered by a few
+ulps, so that these hold exactly in floating point: no slot above its limit (for the
+exact sum, ``math.fsum``, and the sum in car order, ``sum()``), no car above its
+``max_kw``, no power outside its window. A car's energy is its goal to within
+GOAL_TOLERANCE (relative): round powers rarely add up to a goal exactly in binary.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ from greenlane.core.events import CAR_ID_PATTERN
 
 # Limits of one problem; documented in docs/planner.md and enforced by validate().
 MAX_SLOTS: Final = 2016  # three weeks of 15-minute slots
-MAX_CARS: Final = 2000
-MAX_CAR_SLOTS: Final = 200_000  # sum over cars of their presence windows (LP size)
+MAX_CARS: Final = 1000
+MAX_CAR_SLOTS: Final = 100_000  # sum over cars of their presence windows (LP size)
 MAX_SLOT_MINUTES: Final = 1440
 MAX_KW: Final = 100_000.0  # a car's or a site's power, kW
 MAX_ENERGY_KWH: Final = 100_000.0
@@ -51,11 +53,10 @@ MAX_ABS_PRICE: Final = 1_000.0  # $/kWh; negative prices are allowed
 # A car this close to its goal (relative, at least 1e-6 kWh) has met it; the LP's own
 # tolerance is 1e-7 kW-slots per row.
 GOAL_TOLERANCE: Final = 1e-6
-# Power below this is noise and reported as 0.
+# Powers are reported rounded to this many decimals of a kW (a microwatt); below
+# ZERO_KW is noise and reported as 0.
+POWER_DECIMALS: Final = 9
 ZERO_KW: Final = 1e-9
-# A slot or a car scaled down to its bound lands this far inside it, so that any order
-# of summation (not only math.fsum) stays within the bound.
-_INSIDE: Final = 1.0 - 1e-12
 # A reduced cost or dual above this (times the largest price) is not noise.
 DUAL_TOLERANCE: Final = 1e-9
 
@@ -462,46 +463,59 @@ class _Solver:
         return True
 
 
-def _within(
-    matrix: np.ndarray[Any, np.dtype[np.float64]],
-    bound: np.ndarray[Any, np.dtype[np.float64]],
-    axis: int,
-) -> None:
-    """Scale rows (axis=1) or columns (axis=0) of matrix down so that their sums, in any
-    order of summation, stay within bound: a line over it is scaled to bound * _INSIDE,
-    whose margin (1e-12) is larger than the rounding error of adding MAX_SLOTS or
-    MAX_CARS numbers."""
-    sums = matrix.sum(axis=axis)
-    over = sums > bound * _INSIDE
-    if not over.any():
-        return
-    factor = np.ones_like(sums)
-    factor[over] = bound[over] * _INSIDE / sums[over]
-    if axis == 1:
-        matrix *= factor[:, None]
-    else:
-        matrix *= factor[None, :]
+def _near(
+    sums: np.ndarray[Any, np.dtype[np.float64]], bounds: np.ndarray[Any, np.dtype[np.float64]]
+) -> list[int]:
+    """Lines whose sum may be over their bound: numpy's (pairwise) sum of at most a few
+    thousand non-negative numbers is within 1e-12 (relative) of the exact sum."""
+    return np.flatnonzero(sums > bounds - 1e-12 * np.maximum(1.0, sums)).tolist()
+
+
+def _fit(values: list[float], bound: float) -> list[float]:
+    """values, with one lowered just enough that their exact sum (math.fsum) and their
+    sum in order (sum()) are within bound. The excess is LP noise (~1e-9): the value
+    lowered is the least round one (the largest among equally round), so the others keep
+    their round figures."""
+
+    def within(candidate: list[float]) -> bool:
+        return math.fsum(candidate) <= bound and sum(candidate) <= bound
+
+    if within(values):
+        return values
+    fitted = list(values)
+    k = max(range(len(fitted)), key=lambda j: (abs(fitted[j] - round(fitted[j], 6)), fitted[j]))
+    fitted[k] = max(0.0, fitted[k] - (math.fsum(fitted) - bound))
+    while not within(fitted):
+        if fitted[k] == 0.0:  # more than noise after all: scale the whole line down
+            total = math.fsum(values)
+            return _fit([v * (bound / total) * (1.0 - 1e-15) for v in values], bound)
+        fitted[k] = math.nextafter(fitted[k], 0.0)
+    return fitted
 
 
 def _plan(problem: SiteProblem, solver: _Solver | None, started: float) -> SitePlan:
     horizon = problem.horizon
     ncars = len(problem.cars)
     hours = problem.slot_minutes / 60.0
-    power = np.zeros((ncars, horizon))
+    limits = problem.limits()
+    matrix = np.zeros((ncars, horizon))
     if solver is not None and solver.layout.columns:
         lay = solver.layout
-        values = solver.values.copy()
+        # Round the LP's noise off (11 kW, not 10.99999999998), never above a bound.
+        values = np.minimum(np.round(solver.values, POWER_DECIMALS), lay.upper)
         values[values < ZERO_KW] = 0.0
-        power[lay.car, lay.slot] = values
-    # Each car within its goal, then each slot within its limit (only ever scaling down,
-    # so the first stays true and no bound is crossed).
-    goals = np.array([c.energy_kwh for c in problem.cars], dtype=np.float64) / hours
-    _within(power, goals, axis=1)
-    _within(power, np.array(problem.limits(), dtype=np.float64), axis=0)
-    rows = power.tolist()
-    site_kw = [math.fsum(column) for column in power.T.tolist()]
+        matrix[lay.car, lay.slot] = values
+    # Each slot within its limit exactly (numpy's sum finds the few slots that need the
+    # exact check). A car's energy may end a few ulps past its goal: round figures
+    # (11 kW) rarely add up to a goal like 37.27 kWh exactly in binary, and the grid
+    # limit is the bound that matters.
+    bounds = np.array(limits, dtype=np.float64)
+    for t in _near(matrix.sum(axis=0), bounds):
+        matrix[:, t] = _fit(matrix[:, t].tolist(), float(bounds[t]))
+    power = matrix.tolist()
+    site_kw = [math.fsum(column) for column in matrix.T.tolist()]
     plans: list[CarPlan] = []
-    for car, row in zip(problem.cars, rows, strict=True):
+    for car, row in zip(problem.cars, power, strict=True):
         delivered = math.fsum(row) * hours
         short = car.energy_kwh - delivered
         window_kwh = car.max_kw * (car.depart_slot - car.arrive_slot) * hours
