@@ -17,6 +17,7 @@ from greenlane.planner.model import (
     MAX_CAR_SLOTS,
     MAX_CARS,
     MAX_SLOTS,
+    REASONS,
     SITE_LIMIT,
     WINDOW_TOO_SHORT,
     CarRequest,
@@ -69,6 +70,7 @@ def assert_invariants(problem: SiteProblem, plan: SitePlan) -> None:
         assert result.delivered_kwh == pytest.approx(delivered, rel=1e-12, abs=1e-12)
         # Never more than the goal (round powers may pass it by a few ulps, no more).
         assert result.delivered_kwh <= request.energy_kwh + goal_tolerance(request.energy_kwh)
+        assert result.reason in REASONS
         if result.reason:
             assert result.shortfall_kwh == request.energy_kwh - result.delivered_kwh
             assert result.shortfall_kwh > goal_tolerance(request.energy_kwh)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import numpy as np
 from highspy import HighsLp, HighsModelStatus, MatrixFormat, ObjSense
@@ -60,9 +60,10 @@ ZERO_KW: Final = 1e-9
 # A reduced cost or dual above this (times the largest price) is not noise.
 DUAL_TOLERANCE: Final = 1e-9
 
-Reason = Literal["", "window_too_short", "site_limit"]
-WINDOW_TOO_SHORT: Final[Reason] = "window_too_short"
-SITE_LIMIT: Final[Reason] = "site_limit"
+# Why a car falls short of its goal (CarPlan.reason; "" when it does not).
+WINDOW_TOO_SHORT: Final = "window_too_short"  # max_kw x window < energy, even alone
+SITE_LIMIT: Final = "site_limit"  # the site limit in the window is what binds
+REASONS: Final = ("", WINDOW_TOO_SHORT, SITE_LIMIT)
 
 
 class SolverError(GreenLaneError):
@@ -110,7 +111,7 @@ class CarPlan:
     power_kw: list[float]  # per slot, len = horizon, 0 outside the presence window
     delivered_kwh: float
     shortfall_kwh: float
-    reason: Reason  # "" when the goal is met; else why (window_too_short, site_limit)
+    reason: str  # "" when the goal is met; else why: WINDOW_TOO_SHORT or SITE_LIMIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,7 +521,7 @@ def _plan(problem: SiteProblem, solver: _Solver | None, started: float) -> SiteP
         short = car.energy_kwh - delivered
         window_kwh = car.max_kw * (car.depart_slot - car.arrive_slot) * hours
         tolerance = goal_tolerance(car.energy_kwh)
-        reason: Reason = ""
+        reason = ""
         if short <= tolerance:
             short = 0.0
         elif window_kwh < car.energy_kwh - tolerance:
