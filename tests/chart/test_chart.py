@@ -49,8 +49,8 @@ def test_each_sub_chart_lints_strictly_on_its_own(subchart: Path) -> None:
     assert "0 chart(s) failed" in run_helm("lint", "--strict", subchart).stdout
 
 
-def test_the_value_sets_are_the_defaults_and_the_three_ci_files() -> None:
-    assert SETS == ["default", "external", "ha", "ingestion-only"]
+def test_the_value_sets_are_the_defaults_and_every_ci_file() -> None:
+    assert SETS == ["default", "external", "gitops", "ha", "ingestion-only"]
 
 
 @pytest.mark.parametrize("kubernetes", KUBERNETES_VERSIONS)
