@@ -23,6 +23,7 @@ from chart.helm import (
     template,
 )
 from chart.manifests import problems
+from chart.rbac import allows, owner_reference_needs
 
 SETS = sorted(VALUE_SETS)
 COMPONENTS = ("ingestion", "grid", "pricing-worker")
@@ -396,3 +397,39 @@ def test_the_install_notes_tell_how_to_reach_ingestion_and_start_a_simulation() 
         "apply -f examples/fleetsimulation.yaml",
     ):
         assert expected in notes
+
+
+# ---------------------------------------------------------------- the operator beyond kind
+
+
+def test_the_operator_passes_the_registry_and_pull_secrets_to_its_simulator_jobs() -> None:
+    operator = env_of(render("ha").named("Deployment", "greenlane-operator"))
+    assert operator["GREENLANE_SIMULATOR_IMAGE"]["value"] == (
+        "ghcr.io/greenlane/greenlane-simulator:0.1.0"
+    )
+    assert operator["GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS"]["value"] == "ghcr-pull"
+    default = env_of(render("default").named("Deployment", "greenlane-operator"))
+    assert "GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS" not in default
+
+
+@pytest.mark.parametrize("value_set", ["default", "ha"])
+def test_the_operator_role_lets_it_block_owner_deletion_of_its_fleetsimulations(
+    value_set: str,
+) -> None:
+    # kopf.adopt() writes blockOwnerDeletion: true (tests/integration/test_operator.py
+    # checks the reference it actually writes against this same rule).
+    role = render(value_set).named("Role", "greenlane-operator")
+    reference = {
+        "apiVersion": "greenlane.io/v1alpha1",
+        "kind": "FleetSimulation",
+        "blockOwnerDeletion": True,
+    }
+    needs = owner_reference_needs(reference, CHART / "crds")
+    assert needs == [("greenlane.io", "fleetsimulations/finalizers", "update")]
+    assert [n for n in needs if not allows(role["rules"], *n)] == []
+
+
+def test_the_rbac_check_notices_a_missing_permission() -> None:
+    rules = [{"apiGroups": ["greenlane.io"], "resources": ["fleetsimulations"], "verbs": ["*"]}]
+    assert not allows(rules, "greenlane.io", "fleetsimulations/finalizers", "update")
+    assert allows(rules, "greenlane.io", "fleetsimulations", "update")

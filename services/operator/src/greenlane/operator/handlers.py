@@ -74,6 +74,7 @@ class Runtime:
             target=s.ingestion_addr,
             requests={"cpu": s.simulator_cpu_request, "memory": s.simulator_memory_request},
             limits={"cpu": s.simulator_cpu_limit, "memory": s.simulator_memory_limit},
+            pull_secrets=s.simulator_image_pull_secrets,
         )
 
 
