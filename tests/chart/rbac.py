@@ -35,9 +35,7 @@ def plural_of(crds: Path, api_version: str, kind: str) -> str | None:
     return None
 
 
-def owner_reference_needs(
-    reference: Mapping[str, Any], crds: Path
-) -> list[tuple[str, str, str]]:
+def owner_reference_needs(reference: Mapping[str, Any], crds: Path) -> list[tuple[str, str, str]]:
     """(group, resource, verb) the creator of an object with this owner reference needs.
 
     With blockOwnerDeletion, the OwnerReferencesPermissionEnforcement admission plugin

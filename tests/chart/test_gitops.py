@@ -112,8 +112,7 @@ def test_kustomize_refuses_a_chart_with_a_duplicate_label(tmp_path: Path) -> Non
     (broken / "Chart.yaml").write_text("apiVersion: v2\nname: chart\nversion: 0.1.0\n")
     (broken / "values.yaml").write_text("{}\n")
     (broken / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels:\n"
-        "    a: '1'\n    a: '1'\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  labels:\n    a: '1'\n    a: '1'\n"
     )
     work = tmp_path / "work"
     work.mkdir()

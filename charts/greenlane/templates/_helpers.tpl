@@ -239,6 +239,27 @@ $(VAR): Kubernetes expands it, so no password appears in a manifest or a ConfigM
 {{- end }}
 {{- end -}}
 
+{{/*
+Who may scrape a component's metrics port, as a NetworkPolicy "from" list:
+(dict "root" $ "shared" BOOL). networkPolicy.metricsFrom, plus the bundled Prometheus
+when observability.enabled. With neither, a port that serves only metrics admits every
+namespace (the documented default of metricsFrom: []), but a port that also serves the
+component's API ("shared", the grid's http) admits no one more: an empty metricsFrom
+must never open an API to the whole cluster.
+*/}}
+{{- define "greenlane.metricsPeers" -}}
+{{- $root := .root -}}
+{{- $peers := list -}}
+{{- range $root.Values.networkPolicy.metricsFrom }}{{ $peers = append $peers . }}{{ end -}}
+{{- if (($root.Values.observability).enabled) -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/name" "prometheus"))) -}}
+{{- end -}}
+{{- if and (not $peers) (not .shared) -}}
+{{- $peers = list (dict "namespaceSelector" (dict)) -}}
+{{- end -}}
+{{- with $peers }}{{ toYaml . }}{{ end -}}
+{{- end -}}
+
 {{/* The pod template's checksum of the shared configuration: pods roll when it changes. */}}
 {{- define "greenlane.configChecksum" -}}
 {{- include (print .Template.BasePath "/config.yaml") . | sha256sum -}}
