@@ -433,3 +433,24 @@ def test_the_rbac_check_notices_a_missing_permission() -> None:
     rules = [{"apiGroups": ["greenlane.io"], "resources": ["fleetsimulations"], "verbs": ["*"]}]
     assert not allows(rules, "greenlane.io", "fleetsimulations/finalizers", "update")
     assert allows(rules, "greenlane.io", "fleetsimulations", "update")
+
+
+# On a fresh kind node the Redis, Redpanda and TimescaleDB images are pulled one after
+# another before ingestion's backends answer; its gRPC port opens only then.
+STARTUP_BUDGET_S = 300
+
+
+@pytest.mark.parametrize("component", ["ingestion", "pricing-worker"])
+def test_components_that_wait_for_the_backends_have_a_startup_budget_for_first_pulls(
+    component: str,
+) -> None:
+    deployment = render("default").named("Deployment", f"greenlane-{component}")
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= STARTUP_BUDGET_S
+
+
+def test_redis_runs_as_the_alpine_images_redis_user_and_group() -> None:
+    # redis:*-alpine: `adduser -S -G redis -u 999 redis` with `addgroup -S -g 1000 redis`.
+    redis = render("default").named("StatefulSet", "greenlane-redis")
+    context = redis["spec"]["template"]["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (999, 1000, 1000)
