@@ -12,6 +12,7 @@ from chart.helm import CHART, ROOT
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard as SdkDashboard
+
 from observability.dashboards import BOARDS
 from observability.dashboards.__main__ import stale
 from observability.dashboards.kit import POSTGRES_TYPE, Board, render
@@ -133,4 +134,7 @@ def test_the_rules_are_well_formed_prometheus_rule_groups() -> None:
 def test_the_rules_use_only_exported_metrics_and_recorded_series() -> None:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     text = " ".join(r["expr"] for g in groups for r in g["rules"])
-    assert unknown_metrics(text, exported_metrics()) == set()
+    # A service not in this checkout yet (the planner): its agreed metric names.
+    pending = {"greenlane_planner_site_kw", "greenlane_planner_site_limit_kw"}
+    known = exported_metrics() | (set() if present("planner") else pending)
+    assert unknown_metrics(text, known) == set()
