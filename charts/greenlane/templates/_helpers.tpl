@@ -109,6 +109,51 @@ imagePullSecrets:
   mountPath: /tmp
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- components */}}
+
+{{/*
+base with over laid on top, key by key, as JSON: (dict "base" MAP "over" MAP).
+Maps merge recursively; anything else in over (a list, false, 0, "") replaces the
+base's value: presence decides, not emptiness (sprig's merge would let a default's
+true win over a component's false).
+*/}}
+{{- define "greenlane.deepMerge" -}}
+{{- $out := deepCopy (.base | default dict) -}}
+{{- range $key, $value := .over -}}
+{{- $base := index $out $key -}}
+{{- if and (kindIs "map" $value) (kindIs "map" $base) -}}
+{{- $_ := set $out $key (include "greenlane.deepMerge" (dict "base" $base "over" $value) | fromJson) -}}
+{{- else -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Every component as it is deployed, as JSON: each entry of .Values.components laid
+over .Values.default (the otel-demo pattern). A probe or an affinity is replaced as
+a whole: merging an httpGet default into a grpc probe would make a probe with two
+handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
+*/}}
+{{- define "greenlane.components" -}}
+{{- $root := . -}}
+{{- $out := dict -}}
+{{- range $name, $component := .Values.components -}}
+{{- $base := deepCopy $root.Values.default -}}
+{{- range $whole := list "startupProbe" "livenessProbe" "readinessProbe" "affinity" -}}
+{{- if hasKey $component $whole -}}{{- $_ := unset $base $whole -}}{{- end -}}
+{{- end -}}
+{{- $_ := set $out $name (include "greenlane.deepMerge" (dict "base" $base "over" $component) | fromJson) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* One deployed component: (list ROOT "ingestion"). */}}
+{{- define "greenlane.component" -}}
+{{- index (include "greenlane.components" (index . 0) | fromJson) (index . 1) | toJson -}}
+{{- end -}}
+
 {{/* ---------------------------------------------------------------- backends */}}
 
 {{- define "greenlane.redis.host" -}}
@@ -179,7 +224,7 @@ imagePullSecrets:
 
 {{/* host:port where cars, simulators and the operator's Jobs reach ingestion. */}}
 {{- define "greenlane.ingestionAddress" -}}
-{{- $ingestion := .Values.components.ingestion -}}
+{{- $ingestion := include "greenlane.component" (list . "ingestion") | fromJson -}}
 {{- printf "%s:%v" (include "greenlane.componentName" (list . "ingestion")) $ingestion.ports.grpc.servicePort -}}
 {{- end -}}
 
@@ -187,7 +232,7 @@ imagePullSecrets:
 {{- if .Values.config.gridUrl -}}
 {{- .Values.config.gridUrl -}}
 {{- else -}}
-{{- $grid := .Values.components.grid -}}
+{{- $grid := include "greenlane.component" (list . "grid") | fromJson -}}
 {{- printf "http://%s:%v" (include "greenlane.componentName" (list . "grid")) $grid.ports.http.servicePort -}}
 {{- end -}}
 {{- end -}}

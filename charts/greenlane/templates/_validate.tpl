@@ -5,7 +5,7 @@ reported in one failure, so a user fixes them all in one round.
 {{- define "greenlane.validateValues" -}}
 {{- $errors := list -}}
 {{- $v := .Values -}}
-{{- $components := $v.components -}}
+{{- $components := include "greenlane.components" . | fromJson -}}
 {{- $enabled := dict -}}
 {{- range $name, $c := $components -}}
 {{- if $c.enabled -}}{{- $_ := set $enabled $name true -}}{{- end -}}
@@ -67,6 +67,12 @@ reported in one failure, so a user fixes them all in one round.
 {{- $errors = append $errors "components.pricing-worker needs the grid component or config.gridUrl" -}}
 {{- end -}}
 {{- range $name, $c := $components -}}
+{{- if and $c.enabled (not $c.image.repository) -}}
+{{- $errors = append $errors (printf "components.%s.image.repository is empty: name the component's image (greenlane-%s)" $name $name) -}}
+{{- end -}}
+{{- if and $c.enabled (not $c.ports) -}}
+{{- $errors = append $errors (printf "components.%s.ports is empty: a component needs at least its metrics port" $name) -}}
+{{- end -}}
 {{- if and $c.enabled $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
 {{- $errors = append $errors (printf "components.%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
 {{- end -}}
