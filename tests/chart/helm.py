@@ -19,11 +19,11 @@ INSTALL_HELM = ROOT / "scripts" / "tools" / "install_helm.sh"
 RELEASE = "greenlane"
 NAMESPACE = "greenlane"
 
-# The Kubernetes versions the chart supports (Chart.yaml kubeVersion): the oldest
-# and the newest are checked; the ones in between share their schemas' rules.
+# The Kubernetes versions the chart supports (Chart.yaml kubeVersion >=1.29): every
+# minor release from the oldest to the newest the pinned kubectl (1.35) speaks to.
 OLDEST_KUBERNETES = "1.29"
 NEWEST_KUBERNETES = "1.35"
-KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, NEWEST_KUBERNETES)
+KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(29, 36))
 
 # The value sets every check runs on: the defaults and each ci/*-values.yaml.
 VALUE_SETS: dict[str, Path | None] = {"default": None} | {

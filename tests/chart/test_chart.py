@@ -51,7 +51,7 @@ def test_each_sub_chart_lints_strictly_on_its_own(subchart: Path) -> None:
 
 
 def test_the_value_sets_are_the_defaults_and_every_ci_file() -> None:
-    assert SETS == ["default", "external", "gitops", "ha", "ingestion-only"]
+    assert SETS == ["default", "external", "gitops", "ha", "ingestion-only", "kind"]
 
 
 @pytest.mark.parametrize("kubernetes", KUBERNETES_VERSIONS)

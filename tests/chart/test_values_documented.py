@@ -27,6 +27,7 @@ OPEN_OBJECTS = {
     "/redis",
     "/redpanda",
     "/timescale",
+    "/observability",
     "/global",
     "/global/networkPolicy",
 }

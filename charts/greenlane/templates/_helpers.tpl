@@ -228,6 +228,22 @@ handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
 {{- printf "%s:%v" (include "greenlane.componentName" (list . "ingestion")) $ingestion.ports.grpc.servicePort -}}
 {{- end -}}
 
+{{/* Where traces go: config.otlpEndpoint, else the bundled collector, else nowhere. */}}
+{{- define "greenlane.otlpEndpoint" -}}
+{{- if .Values.config.otlpEndpoint -}}
+{{- .Values.config.otlpEndpoint -}}
+{{- else if .Values.observability.enabled -}}
+{{- printf "http://%s-otel-collector:4317" .Release.Name | trunc 63 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Service annotations a Prometheus scrapes by (the bundled one, or annotation-based ones). */}}
+{{- define "greenlane.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end -}}
+
 {{- define "greenlane.gridUrl" -}}
 {{- if .Values.config.gridUrl -}}
 {{- .Values.config.gridUrl -}}

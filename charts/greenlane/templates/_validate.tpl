@@ -92,6 +92,18 @@ reported in one failure, so a user fixes them all in one round.
 {{- $errors = append $errors "operator.enabled needs components.ingestion: its simulator Jobs stream to it" -}}
 {{- end -}}
 
+{{- /* The bundled observability stack reads the bundled backends unless told otherwise. */ -}}
+{{- $obs := $v.observability -}}
+{{- if $obs.enabled -}}
+{{- $exporter := $obs.redisExporter | default dict -}}
+{{- if and (not $v.redis.enabled) (ternary $exporter.enabled true (hasKey $exporter "enabled")) (not $exporter.address) -}}
+{{- $errors = append $errors "observability.enabled with redis.enabled=false needs observability.redisExporter.address (or observability.redisExporter.enabled=false)" -}}
+{{- end -}}
+{{- if and (not $v.timescale.enabled) (not (($obs.database) | default dict).host) -}}
+{{- $errors = append $errors "observability.enabled with timescale.enabled=false needs observability.database.host and observability.database.existingSecret" -}}
+{{- end -}}
+{{- end -}}
+
 {{- if $errors -}}
 {{- fail (printf "\n\nThe values of the greenlane chart have %d problem(s):\n  - %s\n" (len $errors) (join "\n  - " $errors)) -}}
 {{- end -}}
