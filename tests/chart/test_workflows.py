@@ -89,6 +89,7 @@ def test_e2e_builds_on_kind_installs_simulates_and_dumps_logs_on_failure() -> No
     for expected in (
         "scripts/kind-up.sh",
         "helm install greenlane charts/greenlane",
+        "--values charts/greenlane/ci/kind-values.yaml",
         "--wait",
         "helm test greenlane",
         "pytest tests/e2e",
