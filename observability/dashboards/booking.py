@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
+from observability.dashboards.kit import NS, Board, Panel, Query
 
-NS = 'namespace=~"$namespace"'
 BOOKINGS = "greenlane_ingestion_bookings_total"
 
 BOARD = Board(

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
+from observability.dashboards.kit import NS, Board, Panel, Query
 
-NS = 'namespace=~"$namespace"'
 # The newest status of every car heard from in the last five minutes.
 LATEST = (
     "WITH latest AS (SELECT DISTINCT ON (car_id) car_id, battery, station_id"

@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
-
-NS = 'namespace=~"$namespace"'
-
-
-def _quantile(q: float, metric: str, legend: str) -> Query:
-    return Query(
-        f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{NS}}}[5m])))",
-        legend,
-        exemplar=True,
-    )
-
+from observability.dashboards.kit import NS, Board, Panel, Query, quantile
 
 BOARD = Board(
     uid="greenlane-ingestion",
@@ -59,8 +48,8 @@ BOARD = Board(
             "Acknowledgement latency",
             "From receipt of a status until Redis and Kafka confirmed it; exemplars link to traces.",
             (
-                _quantile(0.5, "greenlane_ingestion_ack_latency_seconds", "p50"),
-                _quantile(0.99, "greenlane_ingestion_ack_latency_seconds", "p99"),
+                quantile(0.5, "greenlane_ingestion_ack_latency_seconds", "p50"),
+                quantile(0.99, "greenlane_ingestion_ack_latency_seconds", "p99"),
             ),
             unit="s",
         ),
@@ -73,7 +62,7 @@ BOARD = Board(
                     f" / sum(rate(greenlane_ingestion_flush_statuses_count{{{NS}}}[5m]))",
                     "statuses per flush",
                 ),
-                _quantile(0.99, "greenlane_ingestion_flush_duration_seconds", "p99 flush seconds"),
+                quantile(0.99, "greenlane_ingestion_flush_duration_seconds", "p99 flush seconds"),
             ),
         ),
         Panel(

@@ -33,6 +33,9 @@ POSTGRES = DataSourceRef(type_val=POSTGRES_TYPE, uid="${database}")
 # Grid width of a dashboard, in Grafana's 24 columns.
 COLUMNS = 24
 
+# Every PromQL selector of a dashboard: the namespace variable ("All" = .*).
+NS = 'namespace=~"$namespace"'
+
 PanelKind = Literal["timeseries", "stat", "bargauge", "table"]
 Where = Literal["kubernetes", "timescaledb"]
 
@@ -95,6 +98,15 @@ class Board:
     @property
     def uses_sql(self) -> bool:
         return any(q.sql for _, q in self.queries())
+
+
+def quantile(q: float, histogram: str, legend: str) -> Query:
+    """The q-quantile of a histogram over 5 minutes, exemplars on (they link to traces)."""
+    return Query(
+        f"histogram_quantile({q}, sum by (le) (rate({histogram}_bucket{{{NS}}}[5m])))",
+        legend,
+        exemplar=True,
+    )
 
 
 class SqlQuery(cogvariants.Dataquery):

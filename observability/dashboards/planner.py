@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
+from observability.dashboards.kit import NS, Board, Panel, Query, quantile
 
-NS = 'namespace=~"$namespace"'
 PLANNER = "greenlane_planner"
 
 BOARD = Board(
@@ -23,16 +22,8 @@ BOARD = Board(
             "Solve time",
             "p50 and p99 of one LP solve.",
             (
-                Query(
-                    f"histogram_quantile(0.5, sum by (le) (rate({PLANNER}_solve_seconds_bucket{{{NS}}}[5m])))",
-                    "p50",
-                    exemplar=True,
-                ),
-                Query(
-                    f"histogram_quantile(0.99, sum by (le) (rate({PLANNER}_solve_seconds_bucket{{{NS}}}[5m])))",
-                    "p99",
-                    exemplar=True,
-                ),
+                quantile(0.5, f"{PLANNER}_solve_seconds", "p50"),
+                quantile(0.99, f"{PLANNER}_solve_seconds", "p99"),
             ),
             unit="s",
         ),

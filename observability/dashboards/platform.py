@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
-
-NS = 'namespace=~"$namespace"'
+from observability.dashboards.kit import NS, Board, Panel, Query
 
 BOARD = Board(
     uid="greenlane-platform",

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from observability.dashboards.kit import Board, Panel, Query
+from observability.dashboards.kit import NS, Board, Panel, Query, quantile
 
-NS = 'namespace=~"$namespace"'
 WORKER = "greenlane_pricing_worker"
-
-
-def _quantile(q: float, metric: str, legend: str) -> Query:
-    return Query(
-        f"histogram_quantile({q}, sum by (le) (rate({metric}_bucket{{{NS}}}[5m])))",
-        legend,
-        exemplar=True,
-    )
 
 
 BOARD = Board(
@@ -53,8 +44,8 @@ BOARD = Board(
             "Database batch write time",
             "One batch transaction: COPY, INSERT ... ON CONFLICT, COMMIT.",
             (
-                _quantile(0.5, f"{WORKER}_db_write_seconds", "p50"),
-                _quantile(0.99, f"{WORKER}_db_write_seconds", "p99"),
+                quantile(0.5, f"{WORKER}_db_write_seconds", "p50"),
+                quantile(0.99, f"{WORKER}_db_write_seconds", "p99"),
             ),
             unit="s",
         ),
@@ -73,8 +64,8 @@ BOARD = Board(
             "Grid: request latency (p99) seen by the grid and by the worker",
             "The difference is the network and the worker's client.",
             (
-                _quantile(0.99, "greenlane_grid_request_duration_seconds", "grid service"),
-                _quantile(0.99, f"{WORKER}_grid_request_seconds", "pricing worker"),
+                quantile(0.99, "greenlane_grid_request_duration_seconds", "grid service"),
+                quantile(0.99, f"{WORKER}_grid_request_seconds", "pricing worker"),
             ),
             unit="s",
         ),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,34 @@ def test_the_rules_use_only_exported_metrics_and_recorded_series() -> None:
     pending = {"greenlane_planner_site_kw", "greenlane_planner_site_limit_kw"}
     known = exported_metrics() | (set() if present("planner") else pending)
     assert unknown_metrics(text, known) == set()
+
+
+def test_promtool_parses_every_promql_query_of_every_dashboard(tmp_path: Path) -> None:
+    # Each query as a recording rule: promtool check rules parses it as Prometheus would,
+    # the queries of services not in this checkout included.
+    queries = [
+        q.expr.replace("$namespace", ".*") for b in BOARDS for _, q in b.queries() if not q.sql
+    ]
+    rules = [{"record": f"check:query:{i}", "expr": e} for i, e in enumerate(queries)]
+    path = tmp_path / "queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not on PATH: apt-get install -y prometheus"
+    done = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{len(queries)} rules found" in done.stdout
+
+
+def test_promtool_refuses_a_misspelt_promql_function(tmp_path: Path) -> None:
+    path = tmp_path / "queries.yml"
+    rule = {"record": "check:query:0", "expr": "histogramquantile(0.5, x)"}
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": [rule]}]}))
+    done = subprocess.run(
+        [str(shutil.which("promtool")), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
