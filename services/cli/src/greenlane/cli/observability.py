@@ -123,6 +123,7 @@ def start_observability(stack: DevStack, services: list[str]) -> list[tuple[str,
             )
         )
         running.append(exporter)
+        rows.append((f"{exporter.component} exporter", f"http://127.0.0.1:{port}/metrics"))
     home = stack.workdir / "prometheus"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "prometheus.yml"
