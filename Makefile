@@ -9,7 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup dev test test-unit lint format proto proto-check bench tools tools-pglite \
+.PHONY: help setup dev test test-unit lint format proto proto-check dashboards dashboards-check \
+	bench tools tools-pglite \
 	kind-up kind-down e2e clean
 
 help: ## list the targets
@@ -34,7 +35,7 @@ test: setup ## run every test that needs no cluster (unit, integration on real s
 test-unit: setup ## only the tests that need no server
 	@$(PY) -m pytest services $(ARGS)
 
-lint: setup proto-check ## ruff, formatting, mypy strict
+lint: setup proto-check dashboards-check ## ruff, formatting, mypy strict, generated-code freshness
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
@@ -48,6 +49,12 @@ proto: setup ## regenerate the protobuf and gRPC code from proto/
 
 proto-check: setup ## fail when the committed generated code is stale
 	@PYTHON=$(PY) bash scripts/gen_proto.sh --check
+
+dashboards: setup ## regenerate observability/grafana/dashboards/*.json from observability/dashboards/
+	@$(PY) -m observability.dashboards
+
+dashboards-check: setup ## fail when the committed dashboard JSON is stale
+	@$(PY) -m observability.dashboards --check
 
 bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)

@@ -23,6 +23,7 @@ from chart.helm import (
     template,
 )
 from chart.manifests import problems
+from chart.rbac import allows, owner_reference_needs
 
 SETS = sorted(VALUE_SETS)
 COMPONENTS = ("ingestion", "grid", "pricing-worker")
@@ -49,8 +50,8 @@ def test_each_sub_chart_lints_strictly_on_its_own(subchart: Path) -> None:
     assert "0 chart(s) failed" in run_helm("lint", "--strict", subchart).stdout
 
 
-def test_the_value_sets_are_the_defaults_and_the_three_ci_files() -> None:
-    assert SETS == ["default", "external", "ha", "ingestion-only"]
+def test_the_value_sets_are_the_defaults_and_every_ci_file() -> None:
+    assert SETS == ["default", "external", "gitops", "ha", "ingestion-only", "kind"]
 
 
 @pytest.mark.parametrize("kubernetes", KUBERNETES_VERSIONS)
@@ -396,3 +397,60 @@ def test_the_install_notes_tell_how_to_reach_ingestion_and_start_a_simulation() 
         "apply -f examples/fleetsimulation.yaml",
     ):
         assert expected in notes
+
+
+# ---------------------------------------------------------------- the operator beyond kind
+
+
+def test_the_operator_passes_the_registry_and_pull_secrets_to_its_simulator_jobs() -> None:
+    operator = env_of(render("ha").named("Deployment", "greenlane-operator"))
+    assert operator["GREENLANE_SIMULATOR_IMAGE"]["value"] == (
+        "ghcr.io/greenlane/greenlane-simulator:0.1.0"
+    )
+    assert operator["GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS"]["value"] == "ghcr-pull"
+    default = env_of(render("default").named("Deployment", "greenlane-operator"))
+    assert "GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS" not in default
+
+
+@pytest.mark.parametrize("value_set", ["default", "ha"])
+def test_the_operator_role_lets_it_block_owner_deletion_of_its_fleetsimulations(
+    value_set: str,
+) -> None:
+    # kopf.adopt() writes blockOwnerDeletion: true (tests/integration/test_operator.py
+    # checks the reference it actually writes against this same rule).
+    role = render(value_set).named("Role", "greenlane-operator")
+    reference = {
+        "apiVersion": "greenlane.io/v1alpha1",
+        "kind": "FleetSimulation",
+        "blockOwnerDeletion": True,
+    }
+    needs = owner_reference_needs(reference, CHART / "crds")
+    assert needs == [("greenlane.io", "fleetsimulations/finalizers", "update")]
+    assert [n for n in needs if not allows(role["rules"], *n)] == []
+
+
+def test_the_rbac_check_notices_a_missing_permission() -> None:
+    rules = [{"apiGroups": ["greenlane.io"], "resources": ["fleetsimulations"], "verbs": ["*"]}]
+    assert not allows(rules, "greenlane.io", "fleetsimulations/finalizers", "update")
+    assert allows(rules, "greenlane.io", "fleetsimulations", "update")
+
+
+# On a fresh kind node the Redis, Redpanda and TimescaleDB images are pulled one after
+# another before ingestion's backends answer; its gRPC port opens only then.
+STARTUP_BUDGET_S = 300
+
+
+@pytest.mark.parametrize("component", ["ingestion", "pricing-worker"])
+def test_components_that_wait_for_the_backends_have_a_startup_budget_for_first_pulls(
+    component: str,
+) -> None:
+    deployment = render("default").named("Deployment", f"greenlane-{component}")
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= STARTUP_BUDGET_S
+
+
+def test_redis_runs_as_the_alpine_images_redis_user_and_group() -> None:
+    # redis:*-alpine: `adduser -S -G redis -u 999 redis` with `addgroup -S -g 1000 redis`.
+    redis = render("default").named("StatefulSet", "greenlane-redis")
+    context = redis["spec"]["template"]["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (999, 1000, 1000)

@@ -690,3 +690,43 @@ async def test_operator_process_exits_cleanly_on_sigterm(
     assert code == 0, output
     assert "Signal SIGTERM is received" in output
     assert "Traceback" not in output
+
+
+async def test_the_job_pulls_like_the_chart_says_and_the_charts_role_covers_its_owner_reference(
+    api: kmock.KubernetesEmulator, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator is configured exactly as the chart's Deployment configures it with a
+    # private registry (ci/ha-values.yaml); the Job it then writes is checked against the
+    # chart's Role: blockOwnerDeletion needs update on fleetsimulations/finalizers.
+    from chart.helm import CHART, render
+    from chart.rbac import allows, owner_reference_needs
+
+    rendered = render("ha")
+    deployment = rendered.named("Deployment", "greenlane-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for env in container["env"]:
+        if env["name"].startswith("GREENLANE_SIMULATOR_") and "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    settings = OperatorSettings(  # type: ignore[call-arg]
+        metrics_host="127.0.0.1", metrics_port=free_port(), ingestion_addr=DEFAULT_TARGET
+    )
+    running = await start_operator(api, settings)
+    try:
+        await create(api, fsim_url(), fleet_simulation("private"))
+        job = await eventually(lambda: stored(api, JOBS, "private-g1"), "the Job")
+    finally:
+        stop_operator(running)
+
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert pod["containers"][0]["image"] == "ghcr.io/greenlane/greenlane-simulator:0.1.0"
+    kubernetes_validate.validate(job, "1.35.0", strict=True)
+    role = rendered.named("Role", "greenlane-operator")
+    needs = [
+        n
+        for ref in job["metadata"]["ownerReferences"]
+        for n in owner_reference_needs(ref, CHART / "crds")
+    ]
+    assert needs, "kopf.adopt() no longer blocks owner deletion: revisit the Role"
+    assert [n for n in needs if not allows(role["rules"], *n)] == []

@@ -5,7 +5,7 @@ reported in one failure, so a user fixes them all in one round.
 {{- define "greenlane.validateValues" -}}
 {{- $errors := list -}}
 {{- $v := .Values -}}
-{{- $components := $v.components -}}
+{{- $components := include "greenlane.components" . | fromJson -}}
 {{- $enabled := dict -}}
 {{- range $name, $c := $components -}}
 {{- if $c.enabled -}}{{- $_ := set $enabled $name true -}}{{- end -}}
@@ -67,6 +67,12 @@ reported in one failure, so a user fixes them all in one round.
 {{- $errors = append $errors "components.pricing-worker needs the grid component or config.gridUrl" -}}
 {{- end -}}
 {{- range $name, $c := $components -}}
+{{- if and $c.enabled (not $c.image.repository) -}}
+{{- $errors = append $errors (printf "components.%s.image.repository is empty: name the component's image (greenlane-%s)" $name $name) -}}
+{{- end -}}
+{{- if and $c.enabled (not $c.ports) -}}
+{{- $errors = append $errors (printf "components.%s.ports is empty: a component needs at least its metrics port" $name) -}}
+{{- end -}}
 {{- if and $c.enabled $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
 {{- $errors = append $errors (printf "components.%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
 {{- end -}}
@@ -84,6 +90,18 @@ reported in one failure, so a user fixes them all in one round.
 {{- end -}}
 {{- if and $v.operator.enabled (not (hasKey $enabled "ingestion")) -}}
 {{- $errors = append $errors "operator.enabled needs components.ingestion: its simulator Jobs stream to it" -}}
+{{- end -}}
+
+{{- /* The bundled observability stack reads the bundled backends unless told otherwise. */ -}}
+{{- $obs := $v.observability -}}
+{{- if $obs.enabled -}}
+{{- $exporter := $obs.redisExporter | default dict -}}
+{{- if and (not $v.redis.enabled) (ternary $exporter.enabled true (hasKey $exporter "enabled")) (not $exporter.address) -}}
+{{- $errors = append $errors "observability.enabled with redis.enabled=false needs observability.redisExporter.address (or observability.redisExporter.enabled=false)" -}}
+{{- end -}}
+{{- if and (not $v.timescale.enabled) (not (($obs.database) | default dict).host) -}}
+{{- $errors = append $errors "observability.enabled with timescale.enabled=false needs observability.database.host and observability.database.existingSecret" -}}
+{{- end -}}
 {{- end -}}
 
 {{- if $errors -}}

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import kopf
 
+from greenlane.operator import metrics
 from greenlane.operator import status as st
 from greenlane.operator.job import (
     LABEL_GENERATION,
@@ -74,6 +75,7 @@ class Runtime:
             target=s.ingestion_addr,
             requests={"cpu": s.simulator_cpu_request, "memory": s.simulator_memory_request},
             limits={"cpu": s.simulator_cpu_limit, "memory": s.simulator_memory_limit},
+            pull_secrets=s.simulator_image_pull_secrets,
         )
 
 
@@ -121,6 +123,7 @@ def counted(handler_id: str) -> Callable[[Handler], Handler]:
 
 async def _patch_status(rt: Runtime, namespace: str, name: str, new: Mapping[str, Any]) -> None:
     await rt.client.merge_patch(fleetsimulation_path(namespace, name, "status"), {"status": new})
+    metrics.record_status(namespace, name, new)
 
 
 async def _delete_stale_jobs(

@@ -74,6 +74,12 @@ def add_parser(sub: Any) -> None:
         default=Path(".greenlane"),
         help="data, logs and dev.env (default .greenlane/)",
     )
+    p.add_argument(
+        "--observability",
+        action="store_true",
+        help="also run Prometheus (a prometheus binary on PATH, e.g. Debian's) scraping every "
+        "service, with the alert rules, and the Redis and PostgreSQL exporters when on PATH",
+    )
     p.add_argument("--quiet", action="store_true", help="no live feed and no status line")
     p.add_argument(
         "--no-feed",
@@ -87,7 +93,9 @@ def _services() -> list[str]:
     return [s for s in wanted if available(f"greenlane.{s}.__main__")]
 
 
-def _endpoints(stack: DevStack, services: list[str]) -> Table:
+def _endpoints(
+    stack: DevStack, services: list[str], more: list[tuple[str, str]] | None = None
+) -> Table:
     p = stack.ports
     table = Table(title="GreenLane dev platform", title_justify="left")
     table.add_column("what")
@@ -110,6 +118,7 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
         rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
+    rows += more or []
     rows += [
         ("settings", f"source {stack.workdir / 'dev.env'}"),
         ("logs", str(stack.logs)),
@@ -278,13 +287,18 @@ def main(args: argparse.Namespace) -> int:
     stack = DevStack(args.workdir.resolve(), ports, dict(os.environ))
     services = _services()
     try:
-        stack.check_ports(services)
+        stack.check_ports(services, observability=args.observability)
         stack.start_servers()
         stack.write_env_file()
         _migrate(stack, console)
         _load_stations(stack, console)
         stack.start_services(services)
-        console.print(_endpoints(stack, services))
+        observed: list[tuple[str, str]] = []
+        if args.observability:
+            from greenlane.cli.observability import start_observability
+
+            observed = start_observability(stack, services)
+        console.print(_endpoints(stack, services, observed))
         # Started before the event loop exists: from a single-threaded parent the kernel
         # can stop it if this process is killed (see embedded.spawn).
         simulator = None
