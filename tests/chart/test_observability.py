@@ -95,9 +95,9 @@ def test_each_dashboard_is_grafana_json_the_sdk_reads_back(board: Board) -> None
 
 @pytest.mark.parametrize("board", BOARDS, ids=lambda b: b.uid)
 def test_each_dashboard_queries_only_metrics_the_services_export(board: Board) -> None:
-    # Dashboards of a service not in this checkout yet (planner, hub) are written against
+    # Dashboards of a service greenlane dev does not start yet (planner, hub) are written against
     # the metric names agreed with it; tests/integration/test_prometheus.py fails once
-    # the service exists and one of its queries returns nothing.
+    # dev starts the service and one of its queries returns nothing.
     text = " ".join(
         q.expr for _, q in board.queries() if not q.sql and present(board.service_of(q))
     )

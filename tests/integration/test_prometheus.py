@@ -6,7 +6,7 @@ PromQL query of every dashboard panel runs through /api/v1/query and every SQL q
 on the platform's PostgreSQL: each must be valid and return data, except those the
 dashboard code marks as event-driven (a series that appears with its first event),
 as having data only on Kubernetes or TimescaleDB, or as reading a service that is not
-in this checkout yet; those are counted separately and still must be valid.
+not started by `greenlane dev` yet; those are counted separately and still must be valid.
 Prometheus itself evaluates every rule of observability/prometheus/rules.yml.
 """
 
@@ -60,7 +60,10 @@ SERVICE_PREFIXES = {"planner": "greenlane_planner_", "hub": "greenlane_hub_"}
 
 
 def present(service: str | None) -> bool:
-    return service is None or (ROOT / "services" / service.replace("-", "_")).is_dir()
+    """Whether `greenlane dev` runs the service, so its metrics must have series here."""
+    from greenlane.cli.devstack import LOCAL_SERVICES
+
+    return service is None or service.replace("-", "_") in {s.name for s in LOCAL_SERVICES}
 
 
 def prometheus_query(url: str, expr: str) -> list[dict[str, Any]]:
@@ -144,7 +147,7 @@ def platform() -> Iterator[dict[str, str]]:
 def classify(board: Board, query: Query) -> str:
     """What a query is held to: "data", or the reason it may be empty here."""
     if not present(board.service_of(query)):
-        return "service not in this checkout yet"
+        return "service not started by greenlane dev yet"
     if query.only_on is not None:
         return f"data only on {query.only_on}"
     if query.quiet is not None:
@@ -230,7 +233,7 @@ def test_every_rule_reads_series_that_exist_unless_they_are_event_driven(
             for metric in sorted(names):
                 pending = [s for s, p in SERVICE_PREFIXES.items() if metric.startswith(p)]
                 if pending and not present(pending[0]):
-                    counts["service not in this checkout yet"] += 1
+                    counts["service not started by greenlane dev yet"] += 1
                     continue
                 if metric in EVENT_DRIVEN_METRICS:
                     counts["event-driven"] += 1
