@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import socket
 from collections.abc import Sequence
 from functools import partial
 
 import uvicorn
 
-from greenlane.core.errors import ConfigurationError
-from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
 from greenlane.core.telemetry import SignalNeutralServer, setup_tracing
@@ -22,6 +20,7 @@ from greenlane.grid.settings import GridSettings
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+PORT_VARIABLES = "GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port)"
 
 
 def _port(value: str) -> int:
@@ -47,22 +46,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind before serving, so a taken port is a clear start-up error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port): "
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return sock
-
-
 async def main(args: argparse.Namespace) -> int:
     """Serve until SIGTERM or SIGINT, then drain in-flight requests and return 0."""
     settings = load_settings(GridSettings)
@@ -76,7 +59,8 @@ async def main(args: argparse.Namespace) -> int:
     provider = setup_tracing("grid")
     stop = shutdown_event()
     try:
-        sock = _bind(settings.grid_host, settings.grid_port)
+        # Bound before serving, so a taken port is a clear start-up error (exit 2).
+        sock = bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
         config = uvicorn.Config(
             create_app(settings),
             log_config=None,  # keep the logging set up above
