@@ -122,16 +122,18 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
 async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
     """The live ops feed (greenlane liveops) in this terminal, until stop."""
     from greenlane.liveops.feed import run_feed
+    from greenlane.liveops.format import session_statistics
     from greenlane.liveops.options import Options
 
     console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
-    await run_feed(
+    result = await run_feed(
         Options(
             bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
             topic=stack.topic,
         ),
         stop,
     )
+    console.print("\n".join(session_statistics(result.snapshot)), highlight=False)
 
 
 async def _rows(stack: DevStack) -> int | None:
