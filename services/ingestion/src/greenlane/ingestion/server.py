@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetry"].full_name
 PORT_VARIABLES = "GREENLANE_INGESTION_HOST/GREENLANE_INGESTION_PORT"
+# Streams that may wait to be served: a whole fleet's reconnection (gRPC's default is 1000).
+MAX_PENDING_STREAMS = 20_000
 
 
 @dataclass
@@ -77,6 +79,12 @@ def _grpc_server(settings: IngestionSettings) -> tuple[grpc.aio.Server, int]:
             # gRPC sets SO_REUSEPORT by default: a second ingestion would then share the
             # port with the first, silently, instead of failing to start.
             ("grpc.so_reuseport", 0),
+            # New streams wait in gRPC core until grpc.aio's loop takes them, one per turn;
+            # beyond 1000 waiting (3000 hard) core cancels them at random (CANCELLED at the
+            # client). A fleet reconnecting at once, while flushes keep the loop busy,
+            # exceeds that: measured in docs/benchmarks.md ("broken streams").
+            ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_STREAMS),
         ],
     )
     address = f"{settings.ingestion_host}:{settings.ingestion_port}"
