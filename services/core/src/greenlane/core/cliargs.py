@@ -43,9 +43,7 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
         if (low is not None and value < low) or (high is not None and value > high):
             if low is not None and high is not None:
-                raise argparse.ArgumentTypeError(
-                    f"must be between {low} and {high}, got {value}"
-                )
+                raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
             if low is not None:
                 raise argparse.ArgumentTypeError(f"must be {low} or more, got {value}")
             raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
@@ -155,9 +153,7 @@ def field_bounds(model: type[BaseModel], name: str) -> Bounds:
     return Bounds(low, low_open, high)
 
 
-def for_field(
-    model: type[BaseModel], name: str, *, kind: str = "number"
-) -> Callable[[str], Any]:
+def for_field(model: type[BaseModel], name: str, *, kind: str = "number") -> Callable[[str], Any]:
     """The argparse type of a numeric model field, its bounds read from the model.
 
     kind: "integer", "number" or "seconds" (how the value and its message read).

@@ -10,6 +10,7 @@ from functools import partial
 
 import uvicorn
 
+from greenlane.core import cliargs
 from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
@@ -21,12 +22,6 @@ log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 PORT_VARIABLES = "GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port)"
-
-
-def _port(value: str) -> int:
-    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
-    return int(value)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,7 +36,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_GRID_HOST)")
     parser.add_argument(
-        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_GRID_PORT)"
+        "--port", type=cliargs.port, help="TCP port to listen on (default: $GREENLANE_GRID_PORT)"
     )
     return parser.parse_args(argv)
 
