@@ -92,15 +92,11 @@ def spawn(
     log_path: Path,
     *,
     env: dict[str, str] | None = None,
-    user: str | None = None,
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
     stdout_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, its output in log_path.
-
-    With user, the child runs as that user with its own group only (not root's).
-    """
+    """Start a child in its own process group, its output in log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out: IO[bytes] = log_path.open("ab")
     # With stdout_path, standard output (a result) goes there and the log gets stderr.
@@ -113,9 +109,6 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
-            user=user,
-            group=pwd.getpwnam(user).pw_gid if user else None,
-            extra_groups=[] if user else None,
             process_group=0,
             # Python code between fork and exec (preexec_fn) can crash or deadlock a
             # threaded parent (seen: logging's at-fork lock reinit). So the kernel's

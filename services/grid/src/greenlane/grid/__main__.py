@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from functools import partial
@@ -51,11 +52,14 @@ async def main(args: argparse.Namespace) -> int:
         overrides["grid_port"] = args.port
     settings = settings.model_copy(update=overrides)
     setup_logging("grid", settings.log_level, settings.log_format)
-    provider = setup_tracing("grid")
-    stop = shutdown_event()
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        provider = setup_tracing("grid")
+        stack.push_async_callback(asyncio.to_thread, provider.shutdown)
+        stop = shutdown_event()
         # Bound before serving, so a taken port is a clear start-up error (exit 2).
-        sock = bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
+        sock = stack.enter_context(
+            bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
+        )
         config = uvicorn.Config(
             create_app(settings),
             log_config=None,  # keep the logging set up above
@@ -64,29 +68,31 @@ async def main(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = SignalNeutralServer(config)
-        with sock:
-            host, port = sock.getsockname()[:2]
-            log.info(
-                "grid service listening on http://%s:%s (tariff time zone %s)",
-                host,
-                port,
-                settings.tariff_timezone,
-            )
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            stopping = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                server.should_exit = True
-                stopping.cancel()
-                await serving
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        stack.push_async_callback(_drain, server, serving)
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "grid service listening on http://%s:%s (tariff time zone %s)",
+            host,
+            port,
+            settings.tariff_timezone,
+        )
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
         if not stop.is_set():
             log.error("grid server stopped without being asked to")
             return 1
-        log.info("grid service stopped")
-        return 0
-    finally:
-        await asyncio.to_thread(provider.shutdown)
+    log.info("grid service stopped")
+    return 0
+
+
+async def _drain(server: SignalNeutralServer, serving: asyncio.Task[None]) -> None:
+    """Stop accepting, let in-flight requests finish (uvicorn's graceful timeout)."""
+    server.should_exit = True
+    await serving
 
 
 def run(argv: Sequence[str] | None = None) -> None:
