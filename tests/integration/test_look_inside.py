@@ -64,7 +64,17 @@ def running_dev(project: Path) -> Iterator[Path]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLANE_")}
     env.update({variable: str(free_port()) for variable in Ports.VARIABLES.values()})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "greenlane.cli", "dev", "--cars", "6", "--interval", "0.5"],
+        [
+            sys.executable,
+            "-m",
+            "greenlane.cli",
+            "dev",
+            "--cars",
+            "6",
+            "--interval",
+            "0.5",
+            "--no-feed",
+        ],
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
