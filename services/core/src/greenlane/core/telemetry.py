@@ -147,3 +147,8 @@ class HttpServer:
 
     async def __aexit__(self, *_: object) -> None:
         await self.stop()
+
+
+# The former name (it served APIs too, not only probes), for code written before the
+# rename in parallel branches; remove once they are merged.
+ProbeServer = HttpServer
