@@ -23,8 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="greenlane-dev-test-"))
-    path.chmod(0o711)
+    path = Path(tempfile.mkdtemp(prefix="greenlane-dev-test-"))  # 0700, like a clone's parent
     yield path / ".greenlane"
     shutil.rmtree(path, ignore_errors=True)
 

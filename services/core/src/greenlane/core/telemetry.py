@@ -1,4 +1,4 @@
-"""Telemetry: OpenTelemetry tracing and an HTTP endpoint for metrics and probes."""
+"""Telemetry: OpenTelemetry tracing, and the HTTP server for metrics, probes and APIs."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import uvicorn
@@ -18,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from greenlane.core.lifecycle import bind_socket
 
 log = logging.getLogger(__name__)
 
@@ -93,22 +96,33 @@ class SignalNeutralServer(uvicorn.Server):
         yield
 
 
-class ProbeServer:
-    """Serves probes_app inside the service's event loop."""
+class HttpServer:
+    """Serves a Starlette app (probes and metrics, an HTTP API) inside the service's loop.
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    The port is bound in start(), so a taken one raises ConfigurationError naming
+    `variable`; an async context manager, for an AsyncExitStack.
+    """
+
+    def __init__(
+        self, app: Starlette, host: str, port: int, *, variable: str = "GREENLANE_METRICS_PORT"
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.variable = variable
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         self._server = SignalNeutralServer(config)
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        self._socket = bind_socket(self.host, self.requested_port, self.variable)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # surfaces a bind error
-                raise RuntimeError("probe server stopped during start-up")
+                self._task.result()
+                raise RuntimeError(f"the HTTP server on {self.variable} stopped during start-up")
             await asyncio.sleep(0.01)
 
     @property
@@ -116,9 +130,25 @@ class ProbeServer:
         for server in self._server.servers:
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
-        raise RuntimeError("probe server is not listening")
+        raise RuntimeError("the HTTP server is not listening")
 
     async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
+            self._task = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def __aenter__(self) -> HttpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+# The former name (it served APIs too, not only probes), for code written before the
+# rename in parallel branches; remove once they are merged.
+ProbeServer = HttpServer

@@ -19,18 +19,20 @@ async def main() -> int:
     settings = load_settings(IngestionSettings)
     setup_logging("ingestion", settings.log_level, settings.log_format)
     provider = setup_tracing("ingestion")
-    stop = shutdown_event()
-    running = await unless_stopped(stop, start_server(settings))
-    if running is None:
-        log.info("stopped before start-up completed")
-        provider.shutdown()
+    try:
+        stop = shutdown_event()
+        # A start-up failure has closed what it opened; ConfigurationError exits 2.
+        running = await unless_stopped(stop, start_server(settings))
+        if running is None:
+            log.info("stopped before start-up completed")
+            return 0
+        await stop.wait()
+        log.info("shutting down: draining streams for up to %.1fs", settings.shutdown_grace_seconds)
+        await running.stop(settings.shutdown_grace_seconds)
+        log.info("stopped")
         return 0
-    await stop.wait()
-    log.info("shutting down: draining streams for up to %.1fs", settings.shutdown_grace_seconds)
-    await running.stop(settings.shutdown_grace_seconds)
-    provider.shutdown()
-    log.info("stopped")
-    return 0
+    finally:
+        provider.shutdown()
 
 
 def run() -> None:

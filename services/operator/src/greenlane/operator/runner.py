@@ -8,7 +8,8 @@ from typing import Any
 
 import kopf
 
-from greenlane.core.telemetry import ProbeServer, probes_app
+from greenlane.core.telemetry import HttpServer as ProbeServer
+from greenlane.core.telemetry import probes_app
 from greenlane.operator.handlers import Runtime, build_registry, kopf_settings
 from greenlane.operator.settings import OperatorSettings
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import signal
 import threading
@@ -18,26 +17,17 @@ from rich.table import Table
 
 from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
+from greenlane.core import cliargs
 from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.core.logs import setup_logging
-from greenlane.simulator.config import MAX_CARS, MAX_INTERVAL
+from greenlane.simulator.config import FleetConfig
 
 log = logging.getLogger(__name__)
 
 
-def _positive(kind: type[int] | type[float], *, zero: bool, most: float = math.inf) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else '> 0'}")
-        if value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}")
-        return value
-
-    return parse
+# The simulator's own limits, read from its config model: dev refuses what it would.
+_MOST_CARS = int(cliargs.field_bounds(FleetConfig, "cars").high or 0)
+_MOST_INTERVAL = float(cliargs.field_bounds(FleetConfig, "interval").high or 0)
 
 
 def add_parser(sub: Any) -> None:
@@ -51,20 +41,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--cars",
-        # The simulator's own limits: dev must refuse what its simulator would.
-        type=_positive(int, zero=True, most=MAX_CARS),
+        type=cliargs.integer(0, _MOST_CARS),
         default=50,
         help="simulated cars (0: no simulator; default 50)",
     )
     p.add_argument(
         "--interval",
-        type=_positive(float, zero=False, most=MAX_INTERVAL),
+        type=cliargs.seconds(most=_MOST_INTERVAL),
         default=2.0,
         help="seconds between two updates of a car (default 2)",
     )
     p.add_argument(
         "--duration",
-        type=_positive(float, zero=False),
+        type=cliargs.seconds(),
         default=None,
         help="stop after this many seconds and print a summary",
     )
@@ -131,16 +120,18 @@ def _endpoints(
 async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
     """The live ops feed (greenlane liveops) in this terminal, until stop."""
     from greenlane.liveops.feed import run_feed
+    from greenlane.liveops.format import session_statistics
     from greenlane.liveops.options import Options
 
     console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
-    await run_feed(
+    result = await run_feed(
         Options(
             bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
             topic=stack.topic,
         ),
         stop,
     )
+    console.print("\n".join(session_statistics(result.snapshot)), highlight=False)
 
 
 async def _rows(stack: DevStack) -> int | None:
