@@ -14,6 +14,7 @@ from bench.planner_replay import (
     Day,
     Replay,
     ReplayClock,
+    Score,
     Session,
     amps_to_kw,
     cheapest_slots,
@@ -367,3 +368,30 @@ def test_a_bad_option_is_refused_naming_it(capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit):
         planner.main(["--daytime-limit-kw", "-5"])
     assert "--daytime-limit-kw" in capsys.readouterr().err
+
+
+def a_score(delivered: float, cost: float, violations: int = 0) -> Score:
+    return Score(10, 100.0, delivered, 10, cost, 50.0, 50.0, violations, 0, 0, ())
+
+
+def test_the_targets_compare_online_with_the_optimum_uncontrolled_and_acnportal():
+    by = {
+        "uncontrolled": a_score(100.0, 40.0),
+        "acnportal_edf": a_score(100.0, 38.0),
+        "acnportal_llf": a_score(101.0, 39.0),  # more energy than online
+        "greenlane_online": a_score(99.5, 21.0),
+        "offline_optimum": a_score(100.0, 20.5),
+    }
+    met = {target: ok for target, _, ok in planner.targets(by)}
+    assert met["0 slot-limit violations"]
+    assert met["energy >= 99 % of the offline optimum's"]  # 99.5 %
+    assert met["cost <= 1.05 x the offline optimum"]  # 1.024 x
+    assert met["cost <= 0.75 x uncontrolled"]  # 0.525 x
+    assert not met["cheaper than acnportal EDF at equal or more energy"]  # less energy
+    assert not met["cheaper than acnportal LLF at equal or more energy"]
+    by["greenlane_online"] = a_score(100.0, 31.0, violations=1)
+    met = {target: ok for target, _, ok in planner.targets(by)}
+    assert not met["0 slot-limit violations"]
+    assert not met["cost <= 1.05 x the offline optimum"]
+    assert not met["cost <= 0.75 x uncontrolled"]  # 0.775 x
+    assert met["cheaper than acnportal EDF at equal or more energy"]
