@@ -395,3 +395,14 @@ def test_the_targets_compare_online_with_the_optimum_uncontrolled_and_acnportal(
     assert not met["cost <= 1.05 x the offline optimum"]
     assert not met["cost <= 0.75 x uncontrolled"]  # 0.775 x
     assert met["cheaper than acnportal EDF at equal or more energy"]
+
+
+def test_python_m_bench_planner_dispatches_to_the_planner_benchmark(
+    capsys: pytest.CaptureFixture[str],
+):
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["planner", "--help"])
+    assert done.value.code == 0
+    assert "python -m bench planner" in capsys.readouterr().out
