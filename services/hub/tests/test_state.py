@@ -64,6 +64,17 @@ def test_a_removed_object_is_sent_as_a_tombstone_to_clients_that_had_it() -> Non
     assert "b-1" not in {e.key for e in state.entries()}
 
 
+def test_an_object_that_came_and_went_after_a_position_is_not_sent_to_it() -> None:
+    state = FleetState(seq_base=0)
+    state.set_stations([STATION])
+    before = state.seq
+    state.apply(booking("booking_created", "a", "b-1", T0), T0)
+    state.apply(booking("booking_cancelled", "a", "b-1", T0), T0)
+    entries, folded = state.changes_since(before)
+    assert [e.kind for e in entries] == ["stations"]  # booked 1, then 0 again
+    assert folded == state.seq - before - 1
+
+
 def test_forgetting_tombstones_raises_the_floor_so_older_positions_reset() -> None:
     state = FleetState(seq_base=0, max_tombstones=100)
     state.set_stations([STATION])

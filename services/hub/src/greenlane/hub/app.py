@@ -244,10 +244,17 @@ def create_app(service: HubService) -> Starlette:
     )
 
 
+CLOSE_TIMEOUT_S: Final = 2.0
+
+
 async def _close(websocket: WebSocket, code: int, field: str, message: str) -> None:
-    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
-        await websocket.send_text(encode_error(field, message))
-        await websocket.close(code, f"{field}: {message}"[:120])
+    """Say why, then close; bounded, as a client that stopped reading takes neither."""
+    with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError, TimeoutError):
+        if code != CLOSE_TOO_SLOW:
+            await asyncio.wait_for(
+                websocket.send_text(encode_error(field, message)), CLOSE_TIMEOUT_S
+            )
+        await asyncio.wait_for(websocket.close(code, f"{field}: {message}"[:120]), CLOSE_TIMEOUT_S)
 
 
 def assets_present(path: Path) -> bool:

@@ -48,6 +48,7 @@ class Entry:
     key: str
     value: dict[str, Any] | None
     seq: int
+    born: int = 0  # the change that made it exist (again): absent for positions before
     _text: str | None = None
 
     def json(self) -> str:
@@ -161,11 +162,13 @@ class FleetState:
             if value is None:
                 return False
             self.seq += 1
-            self._order[k] = Entry(kind, key, value, self.seq)
+            self._order[k] = Entry(kind, key, value, self.seq, self.seq)
             return True
         if entry.value == value:
             return False
         self.seq += 1
+        if entry.value is None:
+            entry.born = self.seq
         entry.value, entry.seq, entry._text = value, self.seq, None
         self._order.move_to_end(k)
         if value is None:
@@ -188,12 +191,16 @@ class FleetState:
         return None
 
     def changes_since(self, since: int) -> tuple[list[Entry], int]:
-        """Objects changed after `since` (oldest first), and how many changes they fold."""
+        """Objects changed after `since` (oldest first), and how many changes they fold.
+
+        An object that came and went after `since` is left out: the client never had it.
+        """
         found: list[Entry] = []
         for entry in reversed(self._order.values()):
             if entry.seq <= since:
                 break
-            found.append(entry)
+            if entry.value is not None or entry.born <= since:
+                found.append(entry)
         found.reverse()
         return found, (self.seq - since) - len(found)
 
