@@ -141,3 +141,38 @@ def stalled_socket(port: int, token: str = DEV_TOKEN) -> socket.socket:
     answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
     return sock
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+WEB = ROOT / "services" / "hub" / "web"
+
+
+def build_dashboard() -> None:
+    """`make web`: npm ci and the Vite build, when the built page is missing or stale."""
+    import subprocess
+
+    dist = WEB / "dist" / "index.html"
+    sources = [WEB / "index.html", WEB / "package-lock.json", *(WEB / "src").glob("*")]
+    if dist.is_file() and dist.stat().st_mtime >= max(p.stat().st_mtime for p in sources):
+        return
+    done = subprocess.run(
+        ["make", "web"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"make web failed (Node.js 20+ and npm are needed):\n{done.stderr}")
+
+
+def wait_http(url: str, seconds: float, proc: Any = None) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:  # noqa: S310
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer 200 within {seconds:.0f} s")
