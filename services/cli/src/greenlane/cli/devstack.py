@@ -13,6 +13,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from greenlane.cli.embedded import (
     EmbeddedKafka,
@@ -42,6 +43,7 @@ class Ports:
     ingestion_metrics: int = 9101
     pricing_metrics: int = 9102
     booking_api: int = 8082
+    hub: int = 8090
 
     VARIABLES = {
         "redis": "GREENLANE_DEV_REDIS_PORT",
@@ -52,6 +54,7 @@ class Ports:
         "ingestion_metrics": "GREENLANE_DEV_INGESTION_METRICS_PORT",
         "pricing_metrics": "GREENLANE_DEV_PRICING_METRICS_PORT",
         "booking_api": "GREENLANE_BOOKING_API_PORT",
+        "hub": "GREENLANE_HUB_PORT",
     }
 
     @classmethod
@@ -107,6 +110,7 @@ class DevStack:
             ("booking_api", "the booking HTTP API", "ingestion" in services),
             ("grid", "the grid service", "grid" in services),
             ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
+            ("hub", "the hub and its web map", "hub" in services),
         ]
         for key, what, needed in wanted:
             if needed:
@@ -197,7 +201,19 @@ class DevStack:
                     "GREENLANE_METRICS_PORT": str(p.pricing_metrics),
                 },
             )
+        if "hub" in services:
+            self.start_service(
+                "hub",
+                "greenlane.hub",
+                f"http://127.0.0.1:{p.hub}/readyz",
+                {"GREENLANE_HUB_HOST": "127.0.0.1", "GREENLANE_HUB_PORT": str(p.hub)},
+            )
         self.wait_ready(60.0)
+
+    def dashboard_url(self) -> str:
+        """The hub's map, the token in the URL fragment: browsers never send that part."""
+        token = self.settings.get("GREENLANE_API_TOKEN") or DEV_TOKEN
+        return f"http://127.0.0.1:{self.ports.hub}/#token={quote(token, safe='')}"
 
     def wait_ready(self, limit: float) -> None:
         deadline = time.monotonic() + limit

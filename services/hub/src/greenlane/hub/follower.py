@@ -52,9 +52,15 @@ class Follower:
         self.assigned = False
         self.caught_up = False  # every partition read to its high watermark
         self.ever_caught_up = False
+        self.topic_missing = False  # nothing written yet: an empty picture is complete
         self.newest_event_ms = 0
         self._next: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
+
+    @property
+    def current(self) -> bool:
+        """The picture holds every event written so far (or there is no event yet)."""
+        return self.ever_caught_up or self.topic_missing
 
     def lag_seconds(self) -> float:
         if self.caught_up or not self.newest_event_ms:
@@ -102,9 +108,11 @@ class Follower:
             await consumer.topics()  # refreshes the metadata
             partitions = consumer.partitions_for_topic(self.topic)
             if partitions:
+                self.topic_missing = False
                 tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
                 consumer.assign(tps)
                 return tps
+            self.topic_missing = True
             if not told:
                 log.info("waiting for topic %s to exist", self.topic)
                 told = True

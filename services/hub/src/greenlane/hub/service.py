@@ -165,6 +165,6 @@ class HubService:
     async def readiness(self) -> Mapping[str, bool]:
         follower = self.follower
         return {
-            "kafka": bool(follower and follower.ever_caught_up),
+            "kafka": bool(follower and follower.current),
             "stations": self.stations_loaded,
         }
