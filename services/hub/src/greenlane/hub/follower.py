@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "greenlane-hub"
 POLL_MS = 200
 MAX_RECORDS = 10_000
+FETCH_WAIT_MS = 50
 STOP_TIMEOUT_S = 5.0
 
 
@@ -75,6 +76,9 @@ class Follower:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             request_timeout_ms=10_000,
+            # A fetch waits at most this long for new records: the map's latency budget
+            # (Tansu answers an empty fetch only after the wait, whatever arrives).
+            fetch_max_wait_ms=FETCH_WAIT_MS,
         )
         self._consumer = consumer
         try:
