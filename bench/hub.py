@@ -130,8 +130,11 @@ async def gateway(
 # ---------------------------------------------------------------------- WebSocket clients
 
 
-async def clients(port: int, n: int, window: tuple[float, float], until: float, out: Path) -> None:
-    """n clients; the first parses frames for the tracked cars, all count what they get."""
+async def clients(
+    port: int, n: int, probe: bool, window: tuple[float, float], until: float, out: Path
+) -> None:
+    """n clients counting what they get; a probe (a process of its own, so that its
+    clock is not that of a busy process) also parses every frame for the tracked cars."""
     from websockets.asyncio.client import connect
 
     tracked = {f"car-{i:05d}" for i in range(TRACKED)}
@@ -145,16 +148,17 @@ async def clients(port: int, n: int, window: tuple[float, float], until: float, 
         ) as ws:
             while time.time() < until:
                 try:
-                    message = await asyncio.wait_for(ws.recv(), max(until - time.time(), 0.1))
+                    message = await asyncio.wait_for(
+                        ws.recv(decode=False), max(until - time.time(), 0.1)
+                    )
                 except TimeoutError:
                     break
                 now = time.time()
-                text = message if isinstance(message, str) else message.decode()
                 if window[0] <= now < window[1]:
-                    totals[k]["bytes"] += len(text)
+                    totals[k]["bytes"] += len(message)
                     totals[k]["frames"] += 1
-                if k == 0:
-                    frame = json.loads(text)
+                if probe:
+                    frame = json.loads(message)
                     if frame["type"] == "snapshot":
                         totals[k]["snapshots"] += 1
                     for car_id, car in (frame.get("cars") or {}).items():
@@ -243,23 +247,14 @@ def run_phase(
         cwd=cwd,
     )
     groups = []
-    per_process = [n_clients // 2 + n_clients % 2, n_clients // 2] if n_clients > 1 else [1]
-    for g, n in enumerate(per_process):
+    rest = n_clients - 1  # one probe, the others in two counting processes
+    for g, (n, probe) in enumerate([(1, True), ((rest + 1) // 2, False), (rest // 2, False)]):
         if not n:
             continue
         out = workdir / f"clients-{cars}-{g}.json"
-        end = window[1] + 1.0
+        times = [str(window[0]), str(window[1]), str(window[1] + 1.0)]
         proc = spawn(
-            [
-                *here,
-                "clients",
-                str(port),
-                str(n),
-                str(window[0]),
-                str(window[1]),
-                str(end),
-                str(out),
-            ],
+            [*here, "clients", str(port), str(n), "probe" if probe else "count", *times, str(out)],
             workdir / "clients.log",
             cwd=cwd,
         )
@@ -496,8 +491,9 @@ def _entry() -> int:
         times = float(start_at), float(report_at), float(end_at)
         asyncio.run(gateway(target, int(cars), *times, Path(out)))
     elif command == "clients":
-        port, n, w0, w1, until, out = rest
-        asyncio.run(clients(int(port), int(n), (float(w0), float(w1)), float(until), Path(out)))
+        port, n, kind, w0, w1, until, out = rest
+        window = (float(w0), float(w1))
+        asyncio.run(clients(int(port), int(n), kind == "probe", window, float(until), Path(out)))
     else:
         raise SystemExit(f"unknown command {command!r}")
     return 0

@@ -144,6 +144,8 @@ async function main(): Promise<void> {
   let selected: string | null = null;
   let selectedHistory: [number, number][] = [];
   const overlay = new MapboxOverlay({
+    // Its own canvas over the map's: deck.gl 9.4 interleaved in MapLibre 6's context
+    // fails ("reading 'height'" on every frame).
     interleaved: false,
     layers: [],
     getTooltip: ({ object, layer }) => {
