@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -128,3 +129,13 @@ async def test_the_hub_counts_changes_and_coalesced_changes() -> None:
     hub.tick(T0, caught_up=True)
     assert registry.get_sample_value("greenlane_hub_changes_total") == 5
     assert registry.get_sample_value("greenlane_hub_coalesced_total") == 3
+
+
+async def test_closing_the_hub_wakes_every_waiting_client() -> None:
+    hub = await new_hub()
+    waiting = asyncio.ensure_future(hub.next_tick(hub.tick_no))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    hub.close()
+    assert await asyncio.wait_for(waiting, 1) == hub.tick_no and hub.closed
+    assert await hub.next_tick(hub.tick_no) == hub.tick_no  # no waiting after close

@@ -37,6 +37,7 @@ CLOSE_BAD_REQUEST: Final = 4400
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_TOO_SLOW: Final = 4408
 CLOSE_FULL: Final = 1013  # try again later
+CLOSE_RESTART: Final = 1012  # the hub is stopping: reconnect (with since) in a moment
 
 NOT_BUILT_PAGE: Final = """<!doctype html><meta charset="utf-8"><title>GreenLane hub</title>
 <body style="font-family:sans-serif;max-width:40em;margin:3em auto">
@@ -201,6 +202,8 @@ def create_app(service: HubService) -> Starlette:
             position = frame.seq
             while True:
                 tick = await running.next_tick(seen)
+                if running.closed:
+                    return
                 next_frame = running.next_frame(position, tick - seen)
                 seen = tick
                 if next_frame is not None:
@@ -214,6 +217,8 @@ def create_app(service: HubService) -> Starlette:
             if sending in done and isinstance(sending.exception(), TimeoutError):
                 log.info("closing a client that took no frame for %.0f s", timeout)
                 await _close(websocket, CLOSE_TOO_SLOW, "client", "too slow to take frames")
+            elif sending in done and running.closed:
+                await _close(websocket, CLOSE_RESTART, "hub", "the hub is stopping; reconnect")
         finally:
             for task in (reading, sending):
                 task.cancel()

@@ -50,6 +50,7 @@ class Hub:
         self.slow_client_ticks = slow_client_ticks
         self.max_pending = max_pending
         self.tick_no = 0
+        self.closed = False
         self.extra_stats: dict[str, Any] = {}
         self.stats: dict[str, Any] = {}
         self._pending: list[tuple[Decoded, int]] = []
@@ -121,10 +122,17 @@ class Hub:
         ticked.set_result(self.tick_no)
 
     async def next_tick(self, seen: int) -> int:
-        """The number of the first tick after `seen` (at once when it has happened)."""
-        if self.tick_no > seen:
+        """The number of the first tick after `seen` (at once when it has happened);
+        after close(), at once too: callers look at `closed`."""
+        if self.tick_no > seen or self.closed:
             return self.tick_no
         return await asyncio.shield(self._ticked)
+
+    def close(self) -> None:
+        """No more ticks: every waiting client is woken to say goodbye."""
+        self.closed = True
+        if not self._ticked.done():
+            self._ticked.set_result(self.tick_no)
 
     # ---------------------------------------------------------------- frames out
 

@@ -110,6 +110,8 @@ class HubService:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self.hub is not None:
+            self.hub.close()  # WebSocket clients are told to come back (1012)
         for task in self._tasks:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task), 10.0)

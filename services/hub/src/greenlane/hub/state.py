@@ -140,6 +140,7 @@ class FleetState:
         self.history_ms = history_ms
         self.history_step_ms = history_step_ms
         self.event_time = 0  # the newest event timestamp applied (ms)
+        self._forget_scan_at = 0
         self._order: OrderedDict[tuple[Kind, str], Entry] = OrderedDict()
         self._tombstones: deque[tuple[int, tuple[Kind, str]]] = deque()
         self.cars: dict[str, CarRecord] = {}
@@ -362,14 +363,16 @@ class FleetState:
         for booking_id, booking in list(self.bookings.items()):
             if booking["expires_at"] and booking["expires_at"] + EXPIRY_GRACE_MS < now_ms:
                 self._end_booking(booking_id)
-        forget_before = now_ms - self.forget_ms
-        for car_id in [c for c, r in self.cars.items() if r.timestamp < forget_before]:
-            record = self.cars.pop(car_id)
-            if record.station_id:
-                self._plugged[record.station_id] -= 1
-                self._refresh_station(record.station_id)
-            self._asks.pop(car_id, None)
-            self._change("cars", car_id, None)
+        if now_ms - self._forget_scan_at >= 1000:  # a walk over every car: once a second
+            self._forget_scan_at = now_ms
+            forget_before = now_ms - self.forget_ms
+            for car_id in [c for c, r in self.cars.items() if r.timestamp < forget_before]:
+                record = self.cars.pop(car_id)
+                if record.station_id:
+                    self._plugged[record.station_id] -= 1
+                    self._refresh_station(record.station_id)
+                self._asks.pop(car_id, None)
+                self._change("cars", car_id, None)
         for car_id, asked in list(self._asks.items()):
             if self.event_time - asked > ASK_GRACE_MS or (
                 caught_up and now_ms - asked > ASK_GRACE_MS
