@@ -3,6 +3,8 @@ import { MapboxOverlay } from "@deck.gl/mapbox";
 import { LineLayer, ScatterplotLayer, TextLayer } from "@deck.gl/layers";
 import * as maplibregl from "maplibre-gl";
 import "maplibre-gl/dist/maplibre-gl.css";
+// MapLibre parses GeoJSON (the grid) in a worker: served from our assets, not guessed.
+import workerUrl from "maplibre-gl/dist/maplibre-gl-worker.mjs?url";
 import "./style.css";
 import { Feed, type Status } from "./connection";
 import { gridLines } from "./grid";
@@ -18,6 +20,8 @@ import {
   type Plan,
   type Station,
 } from "./model";
+
+maplibregl.setWorkerUrl(workerUrl);
 
 const TOKEN_KEY = "greenlane.token";
 const MANHATTAN: [number, number] = [-73.965, 40.78];
