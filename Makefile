@@ -11,7 +11,7 @@ export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help setup dev test test-unit lint format proto proto-check dashboards dashboards-check \
 	bench tools tools-pglite \
-	kind-up kind-down e2e clean
+	kind-up kind-down e2e clean web screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,22 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard services/*/pyproject.to
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
-setup: $(VENV)/.synced ## create .venv with every service, the tools and the greenlane command
+setup: $(VENV)/.synced ## create .venv with every service, the tools and the greenlane command; builds the dashboard when Node.js is there
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	else echo "note: no Node.js/npm: the hub's dashboard is not built (make web builds it)"; fi
+
+WEB := services/hub/web
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(wildcard $(WEB)/src/*)
+	@cd $(WEB) && npm run --silent build -- --logLevel warn
+
+web: $(WEB)/dist/index.html ## build the hub's dashboard (TypeScript, Vite; needs Node.js 20+)
+
+screenshot: setup ## regenerate docs/dashboard.png from the browser test (the dev fleet on the live map)
+	@GREENLANE_SCREENSHOT=docs/dashboard.png $(PY) -m pytest tests/integration/test_dashboard.py -q $(ARGS)
 
 dev: setup ## run the whole platform locally (embedded servers, services, 50 simulated cars)
 	@$(VENV)/bin/greenlane dev $(ARGS)

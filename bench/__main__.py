@@ -5,7 +5,9 @@
 - `python -m bench planner`: the charging planner against uncontrolled charging, per-car
   cheapest, acnportal and the offline optimum, and the 500-car re-plan time
   (bench/planner.py);
-- `python -m bench` runs both (`--quick` makes both quick).
+- `python -m bench hub`: ingestion -> Kafka -> the WebSocket hub -> 50 clients, and the
+  dashboard's frame rate in headless Chromium (bench/hub.py);
+- `python -m bench` runs them all (`--quick` makes each quick).
 
 Servers and load generator share this machine, so absolute figures are noisy:
 the ratios, measured in one run on the same servers, are what to compare.
@@ -386,16 +388,17 @@ def ingestion(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
-    from bench import planner
+    from bench import hub, planner
 
     argv = sys.argv[1:] if argv is None else argv
-    benches = {"ingestion": ingestion, "planner": planner.main}
+    benches = {"ingestion": ingestion, "planner": planner.main, "hub": hub.main}
     if argv and argv[0] in benches:
         return benches[argv[0]](argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    return ingestion(argv) or planner.main(["--quick"] if "--quick" in argv else [])
+    quick = ["--quick"] if "--quick" in argv else []
+    return ingestion(argv) or planner.main(quick) or hub.main(quick)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from chart.manifests import problems
 from chart.rbac import allows, owner_reference_needs
 
 SETS = sorted(VALUE_SETS)
-COMPONENTS = ("ingestion", "grid", "pricing-worker")
+COMPONENTS = ("ingestion", "grid", "pricing-worker", "hub")
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -121,9 +121,11 @@ def test_validate_values_reports_every_mistake_at_once() -> None:
             "config.extraEnv.SMTP_PASSWORD=hunter2hunter2",
         )
     message = str(caught.value)
-    assert "have 7 problem(s)" in message
+    assert "have 9 problem(s)" in message
     for expected in (
-        "redis.enabled=false needs externalRedis.host",
+        "redis.enabled=false needs externalRedis.host (ingestion",
+        "redis.enabled=false needs externalRedis.host (the hub",
+        "components.hub.connections has database",
         "timescale.enabled=false needs externalDatabase.host",
         "timescale.enabled=false needs externalDatabase.existingSecret",
         "auth.apiTokens[0] is the development token",
@@ -454,3 +456,31 @@ def test_redis_runs_as_the_alpine_images_redis_user_and_group() -> None:
     redis = render("default").named("StatefulSet", "greenlane-redis")
     context = redis["spec"]["template"]["spec"]["securityContext"]
     assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (999, 1000, 1000)
+
+
+def test_the_hub_gets_an_ingress_only_when_asked_with_its_host_and_tls() -> None:
+    assert render("default").of_kind("Ingress") == []
+    ingress = render("ha").named("Ingress", "greenlane-hub")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"secretName": "fleet-example-com-tls", "hosts": ["fleet.example.com"]}]
+    rule = spec["rules"][0]
+    assert rule["host"] == "fleet.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "greenlane-hub",
+        "port": {"name": "http"},
+    }
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+
+
+def test_the_hub_reads_redis_kafka_the_database_and_the_tokens() -> None:
+    hub = env_of(render("default").named("Deployment", "greenlane-hub"))
+    for name in (
+        "GREENLANE_REDIS_URL",
+        "GREENLANE_KAFKA_BOOTSTRAP_SERVERS",
+        "GREENLANE_DATABASE_URL",
+    ):
+        assert name in hub
+    assert hub["GREENLANE_API_TOKENS"]["valueFrom"]["secretKeyRef"]["name"] == "greenlane-auth"
+    assert hub["GREENLANE_HUB_PORT"]["value"] == "8090"

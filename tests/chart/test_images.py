@@ -58,8 +58,8 @@ def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
     return steps[last_from:]
 
 
-def test_the_five_images_have_dockerfiles() -> None:
-    assert IDS == ["grid", "ingestion", "operator", "pricing_worker", "simulator"]
+def test_the_six_images_have_dockerfiles() -> None:
+    assert IDS == ["grid", "hub", "ingestion", "operator", "pricing_worker", "simulator"]
 
 
 def test_hadolint_finds_nothing_in_any_dockerfile() -> None:
@@ -167,6 +167,8 @@ def test_the_build_context_holds_what_the_dockerfiles_copy_and_no_more() -> None
         "tests/conftest.py",
         "charts/greenlane/Chart.yaml",
         "services/ingestion/Dockerfile",
+        "services/hub/web/node_modules/maplibre-gl/package.json",
+        "services/hub/web/dist/index.html",
         "services/core/src/greenlane/core/__pycache__/events.cpython-311.pyc",
         ".tools/bin/helm",
     ):

@@ -16,7 +16,10 @@ reported in one failure, so a user fixes them all in one round.
 {{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "ingestion") -}}
 {{- $errors = append $errors "redis.enabled=false needs externalRedis.host (ingestion writes car positions to Redis)" -}}
 {{- end -}}
-{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker")) -}}
+{{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "hub") -}}
+{{- $errors = append $errors "redis.enabled=false needs externalRedis.host (the hub reads the stations from Redis)" -}}
+{{- end -}}
+{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker") (hasKey $enabled "hub")) -}}
 {{- $errors = append $errors "redpanda.enabled=false needs externalKafka.bootstrapServers (host:port[,host:port])" -}}
 {{- end -}}
 {{- if $v.externalKafka.bootstrapServers -}}
@@ -87,6 +90,9 @@ reported in one failure, so a user fixes them all in one round.
 {{- end -}}
 {{- if and (hasKey $enabled "pricing-worker") (gt (int (index $components "pricing-worker").replicaCount) (int $v.config.fleetEventsPartitions)) -}}
 {{- $errors = append $errors (printf "components.pricing-worker.replicaCount (%v) is above config.fleetEventsPartitions (%v): the extra workers would get no partition" (index $components "pricing-worker").replicaCount $v.config.fleetEventsPartitions) -}}
+{{- end -}}
+{{- if and (hasKey $enabled "hub") (has "database" $components.hub.connections) (not $v.timescale.enabled) (not $v.externalDatabase.host) -}}
+{{- $errors = append $errors "components.hub.connections has database (energy and cost today) but there is no database: set timescale.enabled or externalDatabase.host, or drop database from the hub's connections" -}}
 {{- end -}}
 {{- if and $v.operator.enabled (not (hasKey $enabled "ingestion")) -}}
 {{- $errors = append $errors "operator.enabled needs components.ingestion: its simulator Jobs stream to it" -}}

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from greenlane.cli.embedded import (
     EmbeddedKafka,
@@ -47,6 +48,7 @@ class Ports:
     prometheus: int = 9090
     redis_exporter: int = 9121
     postgres_exporter: int = 9187
+    hub: int = 8090
 
     VARIABLES = {
         "redis": "GREENLANE_DEV_REDIS_PORT",
@@ -60,6 +62,7 @@ class Ports:
         "prometheus": "GREENLANE_DEV_PROMETHEUS_PORT",
         "redis_exporter": "GREENLANE_DEV_REDIS_EXPORTER_PORT",
         "postgres_exporter": "GREENLANE_DEV_POSTGRES_EXPORTER_PORT",
+        "hub": "GREENLANE_HUB_PORT",
     }
 
     @classmethod
@@ -145,6 +148,14 @@ LOCAL_SERVICES: tuple[LocalService, ...] = (
         metrics="metrics",
         hosts=("GREENLANE_METRICS_HOST",),
     ),
+    LocalService(
+        "hub",
+        "hub",
+        {"http": LocalPort("hub", "GREENLANE_HUB_PORT")},
+        ready=("http", "/readyz"),
+        metrics="http",
+        hosts=("GREENLANE_HUB_HOST",),
+    ),
 )
 
 
@@ -191,6 +202,7 @@ class DevStack:
             ("booking_api", "the booking HTTP API", "ingestion" in services),
             ("grid", "the grid service", "grid" in services),
             ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
+            ("hub", "the hub and its web map", "hub" in services),
         ]
         for key, what, needed in wanted:
             if needed:
@@ -259,6 +271,11 @@ class DevStack:
                     service.env(self.ports),
                 )
         self.wait_ready(60.0)
+
+    def dashboard_url(self) -> str:
+        """The hub's map, the token in the URL fragment: browsers never send that part."""
+        token = self.settings.get("GREENLANE_API_TOKEN") or DEV_TOKEN
+        return f"http://127.0.0.1:{self.ports.hub}/#token={quote(token, safe='')}"
 
     def wait_ready(self, limit: float) -> None:
         deadline = time.monotonic() + limit

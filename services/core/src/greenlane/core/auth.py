@@ -1,4 +1,4 @@
-"""API tokens: one constant-time check for gRPC metadata and HTTP headers alike."""
+"""API tokens: the one check every edge uses (gRPC metadata, HTTP headers, WebSockets)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def token_is_valid(presented: str | bytes | None, tokens: Iterable[SecretStr]) -
 
 
 def presented_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an HTTP request: `x-api-token`, else `Authorization: Bearer ...`.
+    """The token an HTTP request carries: `x-api-token`, else `Authorization: Bearer …`.
 
-    `headers` must look names up case-insensitively (starlette's Headers does).
+    `headers` must look names up case-insensitively (starlette's Headers do).
     """
     presented = headers.get(TOKEN_HEADER)
     auth = headers.get("authorization", "")

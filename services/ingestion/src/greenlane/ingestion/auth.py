@@ -9,11 +9,11 @@ from typing import Any
 import grpc
 from pydantic import SecretStr
 
-from greenlane.core.auth import token_is_valid
+from greenlane.core.auth import TOKEN_HEADER, token_is_valid
 
 log = logging.getLogger(__name__)
 
-TOKEN_METADATA_KEY = "x-api-token"
+TOKEN_METADATA_KEY = TOKEN_HEADER
 
 # Probes (kubelet's native gRPC probe cannot send metadata) and schema discovery stay open.
 PUBLIC_SERVICES = (
@@ -21,6 +21,9 @@ PUBLIC_SERVICES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
+
+
+__all__ = ["PUBLIC_SERVICES", "TOKEN_METADATA_KEY", "TokenAuthInterceptor", "token_is_valid"]
 
 
 def _denied(kind: str) -> grpc.RpcMethodHandler[Any, Any]:

@@ -78,7 +78,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _services() -> list[str]:
-    wanted = ["grid", "ingestion", "pricing_worker"]
+    wanted = ["grid", "ingestion", "pricing_worker", "hub"]
     return [s for s in wanted if available(f"greenlane.{s}.__main__")]
 
 
@@ -107,6 +107,8 @@ def _endpoints(
         rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
+    if "hub" in services:
+        rows.append(("hub (live map, WebSocket)", f"http://127.0.0.1:{p.hub}  (metrics /metrics)"))
     rows += more or []
     rows += [
         ("settings", f"source {stack.workdir / 'dev.env'}"),
@@ -290,6 +292,9 @@ def main(args: argparse.Namespace) -> int:
 
             observed = start_observability(stack, services)
         console.print(_endpoints(stack, services, observed))
+        if "hub" in services:
+            # One unbroken line, so a terminal can open it: the token rides in the fragment.
+            console.print(f"dashboard: {stack.dashboard_url()}", soft_wrap=True, highlight=False)
         # Started before the event loop exists: from a single-threaded parent the kernel
         # can stop it if this process is killed (see embedded.spawn).
         simulator = None
