@@ -20,16 +20,16 @@ def deployment(manifests: tuple[dict[str, Any], ...], name: str) -> dict[str, An
 
 
 def test_a_new_service_is_one_entry_that_names_only_what_differs(tmp_path: Any) -> None:
-    values = tmp_path / "hub.yaml"
+    values = tmp_path / "example.yaml"
     values.write_text(
         yaml.safe_dump(
             {
                 "components": {
-                    "hub": {
-                        "image": {"repository": "greenlane-hub"},
-                        "env": {"GREENLANE_HUB_PORT": "8090"},
+                    "example": {
+                        "image": {"repository": "greenlane-example"},
+                        "env": {"GREENLANE_EXAMPLE_PORT": "8099"},
                         "ports": {
-                            "http": {"containerPort": 8090, "servicePort": 8090},
+                            "http": {"containerPort": 8099, "servicePort": 8099},
                             "metrics": {"containerPort": 9104, "servicePort": 9104},
                         },
                     }
@@ -38,18 +38,18 @@ def test_a_new_service_is_one_entry_that_names_only_what_differs(tmp_path: Any) 
         )
     )
     manifests = template(values=values)
-    hub = deployment(manifests, "greenlane-hub")
-    container = hub["spec"]["template"]["spec"]["containers"][0]
-    assert container["image"] == "greenlane-hub:0.1.0"
+    example = deployment(manifests, "greenlane-example")
+    container = example["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "greenlane-example:0.1.0"
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["resources"] == VALUES["default"]["resources"]
-    assert {m["kind"] for m in manifests if m["metadata"]["name"] == "greenlane-hub"} == {
+    assert {m["kind"] for m in manifests if m["metadata"]["name"] == "greenlane-example"} == {
         "Deployment",
         "Service",
         "PodDisruptionBudget",
     }
     policies = all_policies("0.1.0")
-    assert {name: check([hub]) for name, check in policies.items()} == {n: [] for n in policies}
+    assert {name: check([example]) for name, check in policies.items()} == {n: [] for n in policies}
 
 
 def test_a_components_false_overrides_the_defaults_true() -> None:

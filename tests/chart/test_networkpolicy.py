@@ -33,6 +33,8 @@ def expected(
         },
         "greenlane-grid": {"http": frozenset({pods_of("pricing-worker")}) | shared_metrics},
         "greenlane-pricing-worker": {"metrics": metrics},
+        # The map is for people (browsers, through an Ingress): open, like ingestion's API.
+        "greenlane-hub": {"http": frozenset({"anyone"}) | shared_metrics},
         "greenlane-operator": {"metrics": metrics, "health": NOBODY},
         "greenlane-redis": {"redis": frozenset({RELEASE_PODS})},
         "greenlane-redpanda": {

@@ -90,7 +90,12 @@ async def test_a_valkey_crash_mid_run_keeps_every_booking_and_capacity_and_overb
         server.kill()  # SIGKILL: no shutdown, no final write
         await asyncio.sleep(0.3)
         await asyncio.to_thread(server.start)  # same port, same append-only file
-        await asyncio.sleep(1.5)
+        # Traffic after the restart too, however long a loaded machine takes to get there.
+        after_restart = ledger.acknowledged
+        for _ in range(600):
+            if ledger.acknowledged >= after_restart + 20:
+                break
+            await asyncio.sleep(0.05)
         stop.set()
         await asyncio.wait_for(asyncio.gather(*cars), 30)
 

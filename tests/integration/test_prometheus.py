@@ -160,6 +160,7 @@ def test_prometheus_scrapes_every_local_service_and_exporter(platform: dict[str,
     health = {t["labels"]["component"]: t["health"] for t in targets}
     assert health == {
         "grid": "up",
+        "hub": "up",
         "ingestion": "up",
         "pricing-worker": "up",
         "redis": "up",
