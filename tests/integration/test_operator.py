@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -31,9 +32,10 @@ import yaml
 from prometheus_client import REGISTRY
 
 from greenlane.cli.embedded import free_port
+from greenlane.operator.handlers import ClusterUnusable
 from greenlane.operator.runner import run_operator
 from greenlane.operator.settings import OperatorSettings
-from greenlane.operator.spec import REGIONS
+from greenlane.operator.spec import PLURAL, REGIONS
 
 RESOURCE_VERSIONS = itertools.count(100)
 
@@ -690,3 +692,136 @@ async def test_operator_process_exits_cleanly_on_sigterm(
     assert code == 0, output
     assert "Signal SIGTERM is received" in output
     assert "Traceback" not in output
+
+
+# ---------------------------------------------------------------- start-up errors, readiness
+
+
+def run_operator_process(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m greenlane.operator` as a pod would run it, with only `env` set."""
+    clean = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),  # no ~/.kube/config unless the test writes one
+        "GREENLANE_OPERATOR_NAMESPACE": NS,
+        "GREENLANE_METRICS_HOST": "127.0.0.1",
+        "GREENLANE_METRICS_PORT": str(free_port()),
+        "GREENLANE_LIVENESS_ENDPOINT": "none",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "greenlane.operator"],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    return path
+
+
+def test_without_credentials_the_operator_exits_2_with_one_line_saying_how_to_log_in(
+    tmp_path: Path,
+) -> None:
+    done = run_operator_process({}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: no Kubernetes credentials")
+    assert "set KUBECONFIG" in line and "service account token" in line
+
+
+def test_an_unusable_kubeconfig_exits_2_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [\n")
+    done = run_operator_process({"KUBECONFIG": str(broken)}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert f"cannot use KUBECONFIG={broken}" in line and "set KUBECONFIG" in line
+
+
+def test_an_unreachable_api_server_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
+    server = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server)
+    done = run_operator_process({"KUBECONFIG": str(kubeconfig)}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: cannot reach the Kubernetes API server at {server}")
+    assert f"KUBECONFIG={kubeconfig}" in line
+    assert "not-a-real-token" not in done.stderr
+
+
+def forbidden(verb: str) -> dict[str, Any]:
+    """The Status a real API server answers when RBAC refuses a request."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "message": f'fleetsimulations.greenlane.io is forbidden: cannot {verb} resource "{PLURAL}"',
+    }
+
+
+async def test_an_api_server_that_refuses_the_list_stops_the_start_with_the_rbac_fix(
+    api: kmock.KubernetesEmulator,
+    kubeconfig: Path,
+    settings: OperatorSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fsims = kmock.resource("greenlane.io", "v1alpha1", "fleetsimulations")
+    api["list", fsims] << 403 << forbidden("list")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    running = OperatorThread(settings)
+    running.start()
+    # kmock answers in this test's event loop: wait without blocking it.
+    await eventually(lambda: running.error or running.exit_code is not None, "the operator to stop")
+    running.join(5.0)
+    assert isinstance(running.error, ClusterUnusable), running.error
+    assert "may not list fleetsimulations.greenlane.io in namespace 'loadtest'" in str(
+        running.error
+    )
+    assert not watching(api, FSIM)  # kopf never started
+
+
+async def readyz(settings: OperatorSettings) -> tuple[int, dict[str, Any]]:
+    def get() -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return await asyncio.to_thread(get)
+
+
+async def test_readyz_says_whether_the_operator_can_list_fleetsimulations(
+    api: kmock.KubernetesEmulator, operator: OperatorThread, settings: OperatorSettings
+) -> None:
+    assert await readyz(settings) == (
+        200,
+        {"status": "ready", "checks": {"fleetsimulations": True}},
+    )
+    lists = kmock.resource("greenlane.io", "v1alpha1", "fleetsimulations")
+    asked = len(list(api["list", lists]))
+    # Now the API server refuses the list (an RBAC change, an outage behind a proxy).
+    api["list", lists] << 403 << forbidden("list")
+    assert await readyz(settings) == (
+        503,
+        {"status": "not ready", "checks": {"fleetsimulations": False}},
+    )
+    assert len(list(api["list", lists])) > asked  # each probe asked the API server
