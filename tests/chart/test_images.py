@@ -24,6 +24,7 @@ from chart.images import (
     third_party,
     workspace_members,
 )
+from containers.packages import needed_distributions, probe_imports
 
 from greenlane.cli.embedded import EmbeddedPostgres
 
@@ -247,6 +248,20 @@ def test_the_slim_environment_holds_exactly_the_locked_packages(service: Service
         project = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]
         members[project["name"]] = project["version"]
     assert installed(service_venv(service)) == third_party(service) | members
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=IDS)
+def test_the_slim_environment_holds_only_what_the_services_code_imports(
+    service: Service, tmp_path: Path
+) -> None:
+    # The same rule tests/containers holds each built image to, here without an engine.
+    venv = service_venv(service)
+    report = probe_imports(service.name, lambda *args: run_in(venv, *args, cwd=tmp_path))
+    assert report["unresolved"] == []
+    needed = needed_distributions(report)
+    installed = {d for d in report["installed"] if not d.startswith("greenlane-")}
+    assert sorted(installed - set(needed)) == []
+    assert sorted(set(needed) - installed) == []
 
 
 def test_the_pricing_worker_image_refuses_to_migrate_without_a_database_url(

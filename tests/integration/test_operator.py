@@ -9,8 +9,6 @@ would, and feeds Job status changes as the Job controller would.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import itertools
 import json
 import os
 import signal
@@ -20,7 +18,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +25,7 @@ from typing import Any, TypeVar
 import kmock
 import kubernetes_validate
 import pytest
-import yaml
+from kubeapi import FSIM, JOBS, NS, SECRET, ApiServer, serve_greenlane, write_kubeconfig
 from prometheus_client import REGISTRY
 
 from greenlane.cli.embedded import free_port
@@ -37,61 +34,10 @@ from greenlane.operator.runner import run_operator
 from greenlane.operator.settings import OperatorSettings
 from greenlane.operator.spec import PLURAL, REGIONS
 
-RESOURCE_VERSIONS = itertools.count(100)
-
-
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock plus the bookkeeping of a real API server that kopf relies on.
-
-    Every write gets a new resourceVersion (kopf skips the echo of its own patches
-    by it), a spec change bumps metadata.generation, creation fills uid and
-    timestamps, and generateName gets a name (kopf's Events use it).
-    """
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource is not None and isinstance(request.data, dict | list):
-            self._stamp(request)
-        return await super()._handle(request)
-
-    def _stamp(self, request: kmock.Request) -> None:
-        version = str(next(RESOURCE_VERSIONS))
-        data = request.data
-        if request.action == kmock.action.CREATE and isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if "name" not in meta and "generateName" in meta:
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("generation", 1)
-            meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat())
-            meta["resourceVersion"] = version
-        elif request.action == kmock.action.UPDATE and request.name is not None:
-            assert request.resource is not None
-            key = (request.resource, request.namespace, request.name)
-            if key not in self.objects or self.objects[key].deleted:
-                return
-            generation = self.objects[key].raw.get("metadata", {}).get("generation", 1)
-            if isinstance(data, dict):
-                meta = data.setdefault("metadata", {})
-                meta["resourceVersion"] = version
-                if "spec" in data and request.subresource is None:
-                    meta["generation"] = generation + 1
-            else:
-                data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
-                if any(str(op.get("path", "")).startswith("/spec") for op in data):
-                    data.append(
-                        {"op": "add", "path": "/metadata/generation", "value": generation + 1}
-                    )
-
-
 pytestmark = [pytest.mark.integration, pytest.mark.kmock(cls=ApiServer)]
 
-NS = "loadtest"
-FSIM = "greenlane.io/v1alpha1/fleetsimulations"
-JOBS = "batch/v1/jobs"
 IMAGE = "greenlane-simulator:test"
 DEFAULT_TARGET = "greenlane-ingestion.loadtest.svc:50051"
-SECRET = "fleet-token"
-
 T = TypeVar("T")
 
 
@@ -192,53 +138,12 @@ class OperatorThread:
 
 @pytest.fixture
 def api(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
-    """kmock with the resources a cluster with the chart's CRD would serve, and the Secret."""
-    info = kmock.ResourceInfo
-    verbs = {"get", "list", "watch", "create", "patch", "delete"}
-    kmock.resources[FSIM] = info(
-        kind="FleetSimulation",
-        singular="fleetsimulation",
-        namespaced=True,
-        verbs=verbs,
-        shortnames={"fsim"},
-        subresources={"status"},
-    )
-    kmock.resources[JOBS] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
-    kmock.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs)
-    kmock.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=verbs)
-    kmock.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
-    # kopf waits for these to be served before it starts watching (never listed here).
-    kmock.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)
-    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
-        kind="CustomResourceDefinition", namespaced=False, verbs=verbs
-    )
-    kmock.objects["v1/secrets", NS, SECRET] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NS},
-        "data": {"api-token": "c2VjcmV0LXRva2VuLWZvci10ZXN0cw=="},
-    }
-    return kmock
+    return serve_greenlane(kmock)
 
 
 @pytest.fixture
 def kubeconfig(api: kmock.KubernetesEmulator, tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(api.url).rstrip("/")}}],
-                "users": [{"name": "operator", "user": {"token": "kmock-token"}}],
-                "contexts": [
-                    {"name": "kmock", "context": {"cluster": "kmock", "user": "operator"}}
-                ],
-                "current-context": "kmock",
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", str(api.url).rstrip("/"))
 
 
 @pytest.fixture
@@ -717,22 +622,6 @@ def run_operator_process(env: dict[str, str], home: Path) -> subprocess.Complete
     )
 
 
-def write_kubeconfig(path: Path, server: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": server}}],
-                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
-
-
 def test_without_credentials_the_operator_exits_2_with_one_line_saying_how_to_log_in(
     tmp_path: Path,
 ) -> None:
@@ -755,7 +644,7 @@ def test_an_unusable_kubeconfig_exits_2_with_one_line_naming_the_file(tmp_path: 
 
 def test_an_unreachable_api_server_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
     server = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server)
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, token="not-a-real-token")
     done = run_operator_process({"KUBECONFIG": str(kubeconfig)}, tmp_path)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.splitlines()
