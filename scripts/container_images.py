@@ -77,6 +77,12 @@ def default_tag() -> str:
     return os.environ.get("GREENLANE_IMAGE_TAG") or app_version()
 
 
+def checkout_tag() -> str:
+    """A tag of this checkout's own (the tests use it): two checkouts on one machine
+    that build at the same time never run, or remove, each other's images."""
+    return f"{app_version()}-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:8]}"
+
+
 def base_images() -> list[str]:
     """The images the Dockerfile starts from (stages and build arguments left out)."""
     text = DOCKERFILE.read_text()
@@ -323,6 +329,16 @@ def _python_standin(engine: Engine, ref: str, log: list[str]) -> None:
             minbase=minbase, label=STANDIN_LABEL, digest=digest, name=ref
         )
         _build_standin(engine, ref, recipe, work, digest, log)
+    remove_other_tags(engine, minbase)
+
+
+def remove_other_tags(engine: Engine, keep: str) -> None:
+    """Drop the other tags of keep's repository: stand-ins of inputs that changed."""
+    repository = keep.rsplit(":", 1)[0]
+    done = engine.run("images", "--format", "{{.Repository}}:{{.Tag}}", check=False, timeout=60)
+    for ref in done.stdout.split():
+        if ref.rsplit(":", 1)[0] == repository and ref != keep:
+            engine.run("rmi", ref, check=False, timeout=120)
 
 
 def _uv_standin(engine: Engine, ref: str, log: list[str]) -> None:
@@ -387,6 +403,7 @@ class Built:
 def build(engine: Engine, service: str, tag: str | None = None) -> Built:
     """One image from the Dockerfile; its build output is kept for the caller."""
     ref = f"{image_name(service)}:{tag or default_tag()}"
+    before = image_id(engine, ref)
     flags = [*engine.build_flags]
     if engine.name == "podman":
         flags.append("--pull=never")  # ensure_bases made them present
@@ -402,7 +419,17 @@ def build(engine: Engine, service: str, tag: str | None = None) -> Built:
         str(ROOT),
         timeout=900,
     )
+    after = image_id(engine, ref)
+    if before is not None and before != after:
+        # The image this tag named before: untagged now, and as big as the venv layer.
+        # Removing it keeps the layer cache (the builder stage) but not every old image.
+        engine.run("rmi", before, check=False, timeout=120)
     return Built(service, ref, done.stdout + done.stderr)
+
+
+def image_id(engine: Engine, ref: str) -> str | None:
+    done = engine.run("image", "inspect", "--format", "{{.Id}}", ref, check=False, timeout=30)
+    return done.stdout.strip() or None if done.returncode == 0 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,8 +32,11 @@ def base_log(engine: ci.Engine) -> list[str]:
 
 @pytest.fixture(scope="session")
 def images(engine: ci.Engine, base_log: list[str]) -> dict[str, ci.Built]:
-    """Every service's image, built from the one Dockerfile as `make images` does."""
-    return {service: ci.build(engine, service) for service in ci.services()}
+    """Every service's image, built from the one Dockerfile as `make images` does.
+
+    Tagged for this checkout (ci.checkout_tag), not with the chart's version.
+    """
+    return {service: ci.build(engine, service, ci.checkout_tag()) for service in ci.services()}
 
 
 @pytest.fixture

@@ -100,4 +100,5 @@ def backends_image(engine: ci.Engine) -> str:
         )
         flags = [*engine.build_flags] + (["--pull=never"] if engine.name == "podman" else [])
         engine.run("build", *flags, "--tag", ref, str(context), timeout=600)
+    ci.remove_other_tags(engine, ref)
     return ref

@@ -1,13 +1,14 @@
 """compose.yaml run for real: its GreenLane services on stand-ins for the upstream images.
 
 What this covers: every GreenLane service of compose.yaml runs from the image
-`make images` builds, with the file's environment, entry points, commands, user,
-read-only root, dropped capabilities, no-new-privileges, tmpfs and health checks,
-started in depends_on order (migrate must finish first) on a network where each is
-reached by its service name; the simulator's fleet then lands rows in PostgreSQL.
-What it does not: the upstream images themselves (Redis, Redpanda, TimescaleDB are
-stand-ins, see compose.standins.yaml), published ports, restart policies, and
-`docker compose` / `podman compose` themselves (compose_run.py is the runner).
+`make images` builds (this checkout's, under its own tag), with the file's
+environment, entry points, commands, user, read-only root, dropped capabilities,
+no-new-privileges, tmpfs and health checks, started in depends_on order (migrate
+must finish first) on a network where each is reached by its service name; the
+simulator's fleet then lands rows in PostgreSQL. What it does not: the upstream
+images themselves (Redis, Redpanda, TimescaleDB are stand-ins, see
+compose.standins.yaml), published ports, restart policies, and `docker compose` /
+`podman compose` themselves (compose_run.py is the runner).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ COUNT_ROWS = (
 def compose(engine: ci.Engine, images: dict[str, ci.Built]) -> Iterator[ComposeRun]:
     env = {"GREENLANE_API_TOKENS": TOKEN, "GREENLANE_STANDIN_BACKENDS": backends_image(engine)}
     model = load([ROOT / "compose.yaml", COMPOSE_OVERRIDE], env)
+    # compose.yaml's images, as this checkout built them (under its own tag).
+    built = {b.ref.split(":")[0]: b.ref for b in images.values()}
+    for service in model["services"].values():
+        name, _, tag = str(service["image"]).partition(":")
+        if name in built:
+            assert tag == ci.app_version()
+            service["image"] = built[name]
     run = ComposeRun(engine, model)
     try:
         run.up(timeout=240)
