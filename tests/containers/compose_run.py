@@ -244,10 +244,19 @@ class ComposeRun:
         return (done.stdout + done.stderr)[-4000:]
 
     def down(self) -> None:
-        # docker's rm --force kills at once; podman's would wait its 10 s stop timeout.
-        quick = ["--time", "2"] if self.engine.name == "podman" else []
         for container in reversed(list(self.containers.values())):
-            self.engine.run("rm", "--force", *quick, container, check=False, timeout=60)
+            remove_container(self.engine, container)
         for volume in self.volumes:
             self.engine.run("volume", "rm", "--force", volume, check=False, timeout=60)
         self.engine.run("network", "rm", self.network, check=False, timeout=60)
+
+
+def remove_container(engine: ci.Engine, name: str, attempts: int = 3) -> None:
+    """rm --force, again if the container is still there (podman can lose that race)."""
+    # docker's rm --force kills at once; podman's would wait its 10 s stop timeout.
+    quick = ["--time", "2"] if engine.name == "podman" else []
+    for _ in range(attempts):
+        engine.run("rm", "--force", *quick, name, check=False, timeout=60)
+        if engine.run("container", "inspect", name, check=False, timeout=30).returncode != 0:
+            return
+        time.sleep(1)

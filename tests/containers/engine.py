@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import container_images as ci
+from containers.compose_run import remove_container
 
 
 @dataclass
@@ -94,7 +95,7 @@ class Containers:
 
     def remove_all(self) -> None:
         for container in self.started:
-            self.engine.run("rm", "--force", container.name, check=False, timeout=60)
+            remove_container(self.engine, container.name)
         self.started.clear()
 
 

@@ -368,7 +368,7 @@ def find_credentials(settings: kopf.OperatorSettings) -> Credentials:
         try:
             info = kopf.login_with_kubeconfig(settings=settings)
         except Exception as exc:  # noqa: BLE001 - any flaw of the file is the user's to fix
-            reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
             raise ClusterUnusable(
                 f"cannot use {source} to log in to Kubernetes ({reason}); {HOW_TO_LOG_IN}"
             ) from None
