@@ -316,7 +316,12 @@ async def test_the_operator_container_is_ready_and_watches_an_api_server(
     body = await wait_http(f"http://127.0.0.1:{metrics}/readyz", operator)
     assert json.loads(body)["checks"] == {"fleetsimulations": True}
     await wait_http(f"http://127.0.0.1:{liveness}/healthz", operator)
-    assert any(r.resource == FSIM and r.params.get("watch") == "true" for r in api)
+    for _ in range(120):  # kopf opens its watch soon after its liveness endpoint
+        if any(r.resource == FSIM and r.params.get("watch") == "true" for r in api):
+            break
+        await asyncio.sleep(0.25)
+    else:
+        raise AssertionError(f"the operator never watched FleetSimulations:\n{operator.logs()}")
     await asyncio.to_thread(operator.stop, 20)
     assert await asyncio.to_thread(operator.exit_code) == 0, operator.logs()
 
