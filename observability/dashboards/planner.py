@@ -5,6 +5,8 @@ from __future__ import annotations
 from observability.dashboards.kit import NS, Board, Panel, Query, quantile
 
 PLANNER = "greenlane_planner"
+# Per-site series exist once the planner has planned a site (a car plugged in or booked).
+SITE_QUIET = "a site has series once the planner first plans it"
 
 BOARD = Board(
     uid="greenlane-planner",
@@ -31,21 +33,33 @@ BOARD = Board(
             "Site load against its grid limit",
             "Planned power in the current slot, and the limit.",
             (
-                Query(f"sum by (site_id) ({PLANNER}_site_kw{{{NS}}})", "{{site_id}}"),
-                Query(f"max by (site_id) ({PLANNER}_site_limit_kw{{{NS}}})", "{{site_id}} limit"),
+                Query(
+                    f"sum by (site_id) ({PLANNER}_site_kw{{{NS}}})", "{{site_id}}", quiet=SITE_QUIET
+                ),
+                Query(
+                    f"max by (site_id) ({PLANNER}_site_limit_kw{{{NS}}})",
+                    "{{site_id}} limit",
+                    quiet=SITE_QUIET,
+                ),
             ),
             unit="kwatt",
         ),
         Panel(
             "Shortfall",
             "Energy the plan cannot deliver before the cars leave, per site.",
-            (Query(f"sum by (site_id) ({PLANNER}_shortfall_kwh{{{NS}}})", "{{site_id}}"),),
+            (
+                Query(
+                    f"sum by (site_id) ({PLANNER}_shortfall_kwh{{{NS}}})",
+                    "{{site_id}}",
+                    quiet=SITE_QUIET,
+                ),
+            ),
             unit="kwatth",
         ),
         Panel(
             "Cars per site",
             "Cars the current plan covers.",
-            (Query(f"sum by (site_id) ({PLANNER}_cars{{{NS}}})", "{{site_id}}"),),
+            (Query(f"sum by (site_id) ({PLANNER}_cars{{{NS}}})", "{{site_id}}", quiet=SITE_QUIET),),
         ),
         Panel(
             "Plans published per minute",
@@ -54,6 +68,7 @@ BOARD = Board(
                 Query(
                     f"sum by (site_id) (rate({PLANNER}_plans_total{{{NS}}}[5m])) * 60",
                     "{{site_id}}",
+                    quiet=SITE_QUIET,
                 ),
             ),
         ),

@@ -44,6 +44,7 @@ class Ports:
     ingestion_metrics: int = 9101
     pricing_metrics: int = 9102
     booking_api: int = 8082
+    planner: int = 8083
     # greenlane dev --observability
     prometheus: int = 9090
     redis_exporter: int = 9121
@@ -59,6 +60,7 @@ class Ports:
         "ingestion_metrics": "GREENLANE_DEV_INGESTION_METRICS_PORT",
         "pricing_metrics": "GREENLANE_DEV_PRICING_METRICS_PORT",
         "booking_api": "GREENLANE_BOOKING_API_PORT",
+        "planner": "GREENLANE_PLANNER_PORT",
         "prometheus": "GREENLANE_DEV_PROMETHEUS_PORT",
         "redis_exporter": "GREENLANE_DEV_REDIS_EXPORTER_PORT",
         "postgres_exporter": "GREENLANE_DEV_POSTGRES_EXPORTER_PORT",
@@ -149,6 +151,14 @@ LOCAL_SERVICES: tuple[LocalService, ...] = (
         hosts=("GREENLANE_METRICS_HOST",),
     ),
     LocalService(
+        "planner",
+        "planner",
+        {"http": LocalPort("planner", "GREENLANE_PLANNER_PORT")},
+        ready=("http", "/readyz"),
+        metrics="http",
+        hosts=("GREENLANE_PLANNER_HOST",),
+    ),
+    LocalService(
         "hub",
         "hub",
         {"http": LocalPort("hub", "GREENLANE_HUB_PORT")},
@@ -202,6 +212,7 @@ class DevStack:
             ("booking_api", "the booking HTTP API", "ingestion" in services),
             ("grid", "the grid service", "grid" in services),
             ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
+            ("planner", "the planner API", "planner" in services),
             ("hub", "the hub and its web map", "hub" in services),
         ]
         for key, what, needed in wanted:

@@ -1,19 +1,19 @@
-"""Telemetry: OpenTelemetry tracing, and the HTTP server for metrics, probes and APIs."""
+"""Telemetry: an HTTP endpoint for metrics and probes, trace context in Kafka headers.
+
+Spans are exported by greenlane.core.tracing (kept apart: its OTLP/gRPC exporter
+is a dependency only of the services that trace).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import uvicorn
-from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry import propagate
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,21 +25,6 @@ from greenlane.core.lifecycle import bind_socket
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
-
-
-def setup_tracing(service_name: str) -> TracerProvider:
-    """Install a tracer provider; spans are exported over OTLP only when configured."""
-    resource = Resource.create({"service.name": f"greenlane-{service_name}"})
-    provider = TracerProvider(resource=resource)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        log.info("exporting traces over OTLP")
-    trace.set_tracer_provider(provider)
-    return provider
 
 
 def inject_trace_headers() -> list[tuple[str, bytes]]:

@@ -15,7 +15,8 @@ from greenlane.core import cliargs
 from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import SignalNeutralServer, setup_tracing
+from greenlane.core.telemetry import SignalNeutralServer
+from greenlane.core.tracing import setup_tracing
 from greenlane.grid.app import create_app
 from greenlane.grid.settings import GridSettings
 

@@ -15,7 +15,8 @@ from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import SignalNeutralServer, setup_tracing
+from greenlane.core.telemetry import SignalNeutralServer
+from greenlane.core.tracing import setup_tracing
 from greenlane.hub.app import assets_present, create_app
 from greenlane.hub.service import HubService, web_dir
 from greenlane.hub.settings import HubSettings

@@ -12,7 +12,7 @@ from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.serving import bind_listener, serve_until_stopped
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import setup_tracing
+from greenlane.core.tracing import setup_tracing
 from greenlane.planner.api import create_app
 from greenlane.planner.settings import PlannerSettings
 

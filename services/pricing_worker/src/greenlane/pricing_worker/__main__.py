@@ -9,7 +9,7 @@ import logging
 from greenlane.core.lifecycle import run_service, shutdown_event, unless_stopped
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import setup_tracing
+from greenlane.core.tracing import setup_tracing
 from greenlane.pricing_worker.service import start_worker
 from greenlane.pricing_worker.settings import PricingWorkerSettings
 

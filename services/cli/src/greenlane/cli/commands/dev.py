@@ -78,7 +78,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _services() -> list[str]:
-    wanted = ["grid", "ingestion", "pricing_worker", "hub"]
+    wanted = ["grid", "ingestion", "pricing_worker", "planner", "hub"]
     return [s for s in wanted if available(f"greenlane.{s}.__main__")]
 
 
@@ -107,6 +107,8 @@ def _endpoints(
         rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
+    if "planner" in services:
+        rows.append(("planner API", f"http://127.0.0.1:{p.planner}/api/planner/solve  (POST)"))
     if "hub" in services:
         rows.append(("hub (live map, WebSocket)", f"http://127.0.0.1:{p.hub}  (metrics /metrics)"))
     rows += more or []
