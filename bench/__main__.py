@@ -1,4 +1,13 @@
-"""`make bench`: ingestion throughput and latency next to the raw ceilings of the same run.
+"""`make bench` (`python -m bench [NAME] [ARGS]`): every benchmark, or the one named.
+
+- `python -m bench ingestion`: ingestion throughput and latency next to the raw ceilings
+  of the same run (this module);
+- `python -m bench planner`: the charging planner against uncontrolled charging, per-car
+  cheapest, acnportal and the offline optimum, and the 500-car re-plan time
+  (bench/planner.py);
+- `python -m bench hub`: ingestion -> Kafka -> the WebSocket hub -> 50 clients, and the
+  dashboard's frame rate in headless Chromium (bench/hub.py);
+- `python -m bench` runs them all (`--quick` makes each quick).
 
 Servers and load generator share this machine, so absolute figures are noisy:
 the ratios, measured in one run on the same servers, are what to compare.
@@ -240,12 +249,12 @@ async def kafka_ceiling(bootstrap: str, messages: int) -> float:
         await producer.stop()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+def ingestion(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench ingestion", description=__doc__)
     parser.add_argument("--streams", type=int, default=2000, help="concurrent streams (2000)")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per run (15)")
     parser.add_argument("--quick", action="store_true", help="200 streams, 5 s runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     streams, seconds = (200, 5.0) if args.quick else (args.streams, args.seconds)
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="greenlane-bench-") as tmp:
@@ -379,6 +388,21 @@ def main() -> int:
         f"Redis script/redis-py pipeline {packing:.1f}"
     )
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
+    from bench import hub, planner
+
+    argv = sys.argv[1:] if argv is None else argv
+    benches = {"ingestion": ingestion, "planner": planner.main, "hub": hub.main}
+    if argv and argv[0] in benches:
+        return benches[argv[0]](argv[1:])
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    quick = ["--quick"] if "--quick" in argv else []
+    return ingestion(argv) or planner.main(quick) or hub.main(quick)
 
 
 if __name__ == "__main__":

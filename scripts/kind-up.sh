@@ -29,14 +29,12 @@ else
     kind create cluster --name "$CLUSTER" --config k8s/kind-config.yaml --wait 180s
 fi
 
+# Every image from the one Dockerfile, as `make images` builds them (kind loads from docker).
+CONTAINER_ENGINE=docker python3 scripts/container_images.py build --tag "$TAG"
 images=()
-for dockerfile in services/*/Dockerfile; do
-    service=$(basename "$(dirname "$dockerfile")")
-    image="greenlane-${service//_/-}:$TAG"
-    echo "building $image from $dockerfile"
-    docker build --file "$dockerfile" --tag "$image" .
-    images+=("$image")
-done
+while read -r service; do
+    images+=("greenlane-${service//_/-}:$TAG")
+done < <(python3 scripts/container_images.py services)
 
 kind load docker-image --name "$CLUSTER" "${images[@]}"
 

@@ -3,7 +3,7 @@
 --
 -- TimescaleDB path: charging_sessions_hourly as a continuous aggregate. WITH DATA
 -- materializes existing rows, which TimescaleDB refuses inside a transaction block,
--- hence no-transaction: each statement is idempotent so a rerun after a failure is safe.
+-- hence no-transaction, and so one statement only (its refresh policy is 0005).
 -- materialized_only = false: buckets newer than the last refresh are computed from the
 -- raw rows at query time, so the view is never stale. Same name and columns as the
 -- plain-PostgreSQL view of 0004.
@@ -21,11 +21,3 @@ SELECT
 FROM charging_sessions
 GROUP BY bucket, station_id
 WITH DATA;
-
--- start_offset stays well inside the 365-day retention: a refresh never covers
--- dropped raw chunks (which would empty their buckets in the aggregate).
-SELECT add_continuous_aggregate_policy('charging_sessions_hourly',
-    start_offset      => INTERVAL '30 days',
-    end_offset        => INTERVAL '1 hour',
-    schedule_interval => INTERVAL '30 minutes',
-    if_not_exists     => TRUE);

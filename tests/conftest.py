@@ -21,10 +21,8 @@ DEV_TOKEN = "greenlane-secret-token"
 
 @pytest.fixture(scope="session")
 def stack_dir() -> Iterator[Path]:
-    # Outside pytest's own temp root: a second pytest session as root resets that to
-    # 0700, which would cut off the PostgreSQL of a running session (it runs as postgres).
+    # mode 0700, like any `mktemp -d`: the servers must cope (see test_embedded.py).
     path = Path(tempfile.mkdtemp(prefix="greenlane-stack-"))
-    path.chmod(0o711)
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -19,11 +19,11 @@ INSTALL_HELM = ROOT / "scripts" / "tools" / "install_helm.sh"
 RELEASE = "greenlane"
 NAMESPACE = "greenlane"
 
-# The Kubernetes versions the chart supports (Chart.yaml kubeVersion): the oldest
-# and the newest are checked; the ones in between share their schemas' rules.
+# The Kubernetes versions the chart supports (Chart.yaml kubeVersion >=1.29): every
+# minor release from the oldest to the newest the pinned kubectl (1.35) speaks to.
 OLDEST_KUBERNETES = "1.29"
 NEWEST_KUBERNETES = "1.35"
-KUBERNETES_VERSIONS = (OLDEST_KUBERNETES, NEWEST_KUBERNETES)
+KUBERNETES_VERSIONS = tuple(f"1.{minor}" for minor in range(29, 36))
 
 # The value sets every check runs on: the defaults and each ci/*-values.yaml.
 VALUE_SETS: dict[str, Path | None] = {"default": None} | {
@@ -31,6 +31,40 @@ VALUE_SETS: dict[str, Path | None] = {"default": None} | {
 }
 
 Manifest = dict[str, Any]
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names one key twice: Helm keeps the last, kyaml-based tools refuse it."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with a repeated key.
+
+    PyYAML, like Helm, silently keeps the last of two equal keys; Flux's
+    helm-controller, `kustomize --enable-helm` and Argo CD (kyaml) refuse the whole
+    manifest ("mapping key ... already defined"). Every rendered manifest is parsed
+    with this loader so that a duplicate fails here first.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        assert isinstance(node, yaml.MappingNode)
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise DuplicateKeyError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r} (first at line {seen[key].line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_manifests(text: str) -> tuple[Manifest, ...]:
+    """Every non-empty document of a multi-document YAML stream; duplicate keys refused."""
+    return tuple(doc for doc in yaml.load_all(text, Loader=UniqueKeyLoader) if doc)  # noqa: S506
 
 
 class HelmError(AssertionError):
@@ -106,8 +140,7 @@ def template(
     ]
     if values is not None:
         args += ["--values", values]
-    out = run_helm(*args, *extra).stdout
-    return tuple(doc for doc in yaml.safe_load_all(out) if doc)
+    return load_manifests(run_helm(*args, *extra).stdout)
 
 
 @cache

@@ -1,4 +1,4 @@
-"""The service images: their Dockerfiles, and a slim virtual environment built like each image."""
+"""The service images: the one Dockerfile, and a slim virtual environment built like each image."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+import container_images
 from chart.helm import ROOT
 from packaging.requirements import Requirement
 
@@ -22,7 +23,8 @@ VENVS = ROOT / ".tools" / "venvs"
 
 @dataclass(frozen=True)
 class Service:
-    """A service that ships as an image: folder services/<name>, image greenlane-<kebab>."""
+    """A service that ships as an image: folder services/<name>, image greenlane-<kebab>,
+    stage <name> of the Dockerfile."""
 
     name: str
 
@@ -44,10 +46,10 @@ class Service:
 
     @property
     def dockerfile(self) -> Path:
-        return ROOT / "services" / self.name / "Dockerfile"
+        return container_images.DOCKERFILE
 
 
-SERVICES = tuple(Service(p.parent.name) for p in sorted((ROOT / "services").glob("*/Dockerfile")))
+SERVICES = tuple(Service(name) for name in sorted(container_images.services()))
 
 
 def uv() -> str:

@@ -24,6 +24,9 @@ SECRET_NAME = re.compile(
 # scheme://user:password@ with a literal password ($(VAR) references are fine).
 URL_CREDENTIALS = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]*:(?!\$\()[^/\s@]+@", re.IGNORECASE)
 PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+# Kubernetes' imagePullSecrets are Secret *names*: a variable ending in _PULL_SECRETS
+# that holds comma-separated DNS names passes them on, it holds no secret.
+PULL_SECRET_NAMES = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(,[a-z0-9]([-a-z0-9.]*[a-z0-9])?)*")
 PINNED_TAG = re.compile(r"\d+\.\d+\.\d+")
 GREENLANE_IMAGE = re.compile(r"^(?:.+/)?greenlane-[a-z0-9-]+$")
 
@@ -196,7 +199,10 @@ def secrets_from_secret_refs(manifests: Iterable[Manifest]) -> list[str]:
             value = env.get("value")
             if value is None:
                 continue
-            if SECRET_NAME.search(env["name"]) and str(value).strip():
+            names_only = env["name"].endswith("_PULL_SECRETS") and PULL_SECRET_NAMES.fullmatch(
+                str(value)
+            )
+            if SECRET_NAME.search(env["name"]) and str(value).strip() and not names_only:
                 found.append(f"{label} env {env['name']}: a literal value, not a secretKeyRef")
             if URL_CREDENTIALS.search(str(value)):
                 found.append(f"{label} env {env['name']}: a URL with a literal password")

@@ -23,9 +23,10 @@ from chart.helm import (
     template,
 )
 from chart.manifests import problems
+from chart.rbac import allows, owner_reference_needs
 
 SETS = sorted(VALUE_SETS)
-COMPONENTS = ("ingestion", "grid", "pricing-worker")
+COMPONENTS = ("ingestion", "grid", "pricing-worker", "hub")
 
 
 def env_of(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -49,8 +50,8 @@ def test_each_sub_chart_lints_strictly_on_its_own(subchart: Path) -> None:
     assert "0 chart(s) failed" in run_helm("lint", "--strict", subchart).stdout
 
 
-def test_the_value_sets_are_the_defaults_and_the_three_ci_files() -> None:
-    assert SETS == ["default", "external", "ha", "ingestion-only"]
+def test_the_value_sets_are_the_defaults_and_every_ci_file() -> None:
+    assert SETS == ["default", "external", "gitops", "ha", "ingestion-only", "kind"]
 
 
 @pytest.mark.parametrize("kubernetes", KUBERNETES_VERSIONS)
@@ -120,9 +121,11 @@ def test_validate_values_reports_every_mistake_at_once() -> None:
             "config.extraEnv.SMTP_PASSWORD=hunter2hunter2",
         )
     message = str(caught.value)
-    assert "have 7 problem(s)" in message
+    assert "have 9 problem(s)" in message
     for expected in (
-        "redis.enabled=false needs externalRedis.host",
+        "redis.enabled=false needs externalRedis.host (ingestion",
+        "redis.enabled=false needs externalRedis.host (the hub",
+        "components.hub.connections has database",
         "timescale.enabled=false needs externalDatabase.host",
         "timescale.enabled=false needs externalDatabase.existingSecret",
         "auth.apiTokens[0] is the development token",
@@ -396,3 +399,88 @@ def test_the_install_notes_tell_how_to_reach_ingestion_and_start_a_simulation() 
         "apply -f examples/fleetsimulation.yaml",
     ):
         assert expected in notes
+
+
+# ---------------------------------------------------------------- the operator beyond kind
+
+
+def test_the_operator_passes_the_registry_and_pull_secrets_to_its_simulator_jobs() -> None:
+    operator = env_of(render("ha").named("Deployment", "greenlane-operator"))
+    assert operator["GREENLANE_SIMULATOR_IMAGE"]["value"] == (
+        "ghcr.io/greenlane/greenlane-simulator:0.1.0"
+    )
+    assert operator["GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS"]["value"] == "ghcr-pull"
+    default = env_of(render("default").named("Deployment", "greenlane-operator"))
+    assert "GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS" not in default
+
+
+@pytest.mark.parametrize("value_set", ["default", "ha"])
+def test_the_operator_role_lets_it_block_owner_deletion_of_its_fleetsimulations(
+    value_set: str,
+) -> None:
+    # kopf.adopt() writes blockOwnerDeletion: true (tests/integration/test_operator.py
+    # checks the reference it actually writes against this same rule).
+    role = render(value_set).named("Role", "greenlane-operator")
+    reference = {
+        "apiVersion": "greenlane.io/v1alpha1",
+        "kind": "FleetSimulation",
+        "blockOwnerDeletion": True,
+    }
+    needs = owner_reference_needs(reference, CHART / "crds")
+    assert needs == [("greenlane.io", "fleetsimulations/finalizers", "update")]
+    assert [n for n in needs if not allows(role["rules"], *n)] == []
+
+
+def test_the_rbac_check_notices_a_missing_permission() -> None:
+    rules = [{"apiGroups": ["greenlane.io"], "resources": ["fleetsimulations"], "verbs": ["*"]}]
+    assert not allows(rules, "greenlane.io", "fleetsimulations/finalizers", "update")
+    assert allows(rules, "greenlane.io", "fleetsimulations", "update")
+
+
+# On a fresh kind node the Redis, Redpanda and TimescaleDB images are pulled one after
+# another before ingestion's backends answer; its gRPC port opens only then.
+STARTUP_BUDGET_S = 300
+
+
+@pytest.mark.parametrize("component", ["ingestion", "pricing-worker"])
+def test_components_that_wait_for_the_backends_have_a_startup_budget_for_first_pulls(
+    component: str,
+) -> None:
+    deployment = render("default").named("Deployment", f"greenlane-{component}")
+    probe = deployment["spec"]["template"]["spec"]["containers"][0]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= STARTUP_BUDGET_S
+
+
+def test_redis_runs_as_the_alpine_images_redis_user_and_group() -> None:
+    # redis:*-alpine: `adduser -S -G redis -u 999 redis` with `addgroup -S -g 1000 redis`.
+    redis = render("default").named("StatefulSet", "greenlane-redis")
+    context = redis["spec"]["template"]["spec"]["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"], context["fsGroup"]) == (999, 1000, 1000)
+
+
+def test_the_hub_gets_an_ingress_only_when_asked_with_its_host_and_tls() -> None:
+    assert render("default").of_kind("Ingress") == []
+    ingress = render("ha").named("Ingress", "greenlane-hub")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"secretName": "fleet-example-com-tls", "hosts": ["fleet.example.com"]}]
+    rule = spec["rules"][0]
+    assert rule["host"] == "fleet.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": "greenlane-hub",
+        "port": {"name": "http"},
+    }
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] == "3600"
+
+
+def test_the_hub_reads_redis_kafka_the_database_and_the_tokens() -> None:
+    hub = env_of(render("default").named("Deployment", "greenlane-hub"))
+    for name in (
+        "GREENLANE_REDIS_URL",
+        "GREENLANE_KAFKA_BOOTSTRAP_SERVERS",
+        "GREENLANE_DATABASE_URL",
+    ):
+        assert name in hub
+    assert hub["GREENLANE_API_TOKENS"]["valueFrom"]["secretKeyRef"]["name"] == "greenlane-auth"
+    assert hub["GREENLANE_HUB_PORT"]["value"] == "8090"

@@ -1,4 +1,4 @@
-"""Each service's image: a clean Dockerfile, and proof that its slim environment starts."""
+"""Each service's image: the one clean Dockerfile, and proof that its slim environment starts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import tomllib
 import uuid
 from pathlib import Path
 
+import container_images
 import psycopg
 import pytest
 import yaml
@@ -23,6 +24,7 @@ from chart.images import (
     third_party,
     workspace_members,
 )
+from containers.packages import needed_distributions, probe_imports
 
 from greenlane.cli.embedded import EmbeddedPostgres
 
@@ -52,18 +54,38 @@ def instructions(dockerfile: Path) -> list[tuple[str, str]]:
     return found
 
 
-def final_stage(dockerfile: Path) -> list[tuple[str, str]]:
-    steps = instructions(dockerfile)
-    last_from = max(i for i, (k, _) in enumerate(steps) if k == "FROM")
-    return steps[last_from:]
+def stages(dockerfile: Path) -> dict[str, list[tuple[str, str]]]:
+    """Each named stage's instructions, from its FROM to the next FROM."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for keyword, args in instructions(dockerfile):
+        if keyword == "FROM":
+            current = []
+            words = args.split()
+            if len(words) == 3 and words[1].upper() == "AS":
+                found[words[2]] = current
+        current.append((keyword, args))
+    return found
 
 
-def test_the_five_images_have_dockerfiles() -> None:
-    assert IDS == ["grid", "ingestion", "operator", "pricing_worker", "simulator"]
+DOCKERFILE = container_images.DOCKERFILE
 
 
-def test_hadolint_finds_nothing_in_any_dockerfile() -> None:
-    done = hadolint(*(s.dockerfile for s in SERVICES))
+def test_one_dockerfile_has_a_stage_for_each_image() -> None:
+    assert IDS == ["grid", "hub", "ingestion", "operator", "planner", "pricing_worker", "simulator"]
+    assert [s.dockerfile for s in SERVICES] == [DOCKERFILE] * len(SERVICES)
+    assert not list(ROOT.glob("services/*/Dockerfile"))  # no copies left to drift apart
+
+
+def test_the_image_is_the_stage_named_by_the_service_build_argument() -> None:
+    steps = instructions(DOCKERFILE)
+    assert steps[0] == ("ARG", "SERVICE")
+    assert steps[-1] == ("FROM", "${SERVICE}")
+    assert ("ARG", "SERVICE") in stages(DOCKERFILE)["builder"]
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    done = hadolint(DOCKERFILE)
     assert (done.returncode, done.stdout) == (0, "")
 
 
@@ -76,32 +98,47 @@ def test_hadolint_fails_a_careless_dockerfile(tmp_path: Path) -> None:
     assert "DL3008" in done.stdout  # unpinned apt package
 
 
-@pytest.mark.parametrize("service", SERVICES, ids=IDS)
-def test_every_base_image_is_pinned_to_a_version(service: Service) -> None:
-    bases = [args.split()[0] for k, args in instructions(service.dockerfile) if k == "FROM"]
+def test_every_base_image_is_pinned_to_a_version() -> None:
+    bases = container_images.base_images()
     assert bases and all(re.search(r":v?\d+\.\d+\.\d+", b) for b in bases), bases
-    assert "python:3.11." in bases[-1]
+    runtime = stages(DOCKERFILE)["runtime"][0][1].split()[0]
+    assert "python:3.11." in runtime
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=IDS)
 def test_the_image_runs_the_service_module_as_a_numeric_non_root_user(service: Service) -> None:
-    final = final_stage(service.dockerfile)
-    users = [args for k, args in final if k == "USER"]
+    all_stages = stages(DOCKERFILE)
+    own = all_stages[service.name]
+    assert own[0] == ("FROM", f"runtime AS {service.name}")
+    users = [args for k, args in all_stages["runtime"] + own if k == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", users[-1])
-    entrypoints = [args for k, args in final if k == "ENTRYPOINT"]
+    entrypoints = [args for k, args in own if k == "ENTRYPOINT"]
     assert [json.loads(e) for e in entrypoints] == [["python", "-m", service.module]]
+    titles = [args for k, args in own if k == "LABEL" and "image.title" in args]
+    assert len(titles) == 1 and f'image.title="{service.image}"' in titles[0]
+
+
+def test_the_user_is_an_ordinary_account_so_useradd_does_not_warn() -> None:
+    (useradd,) = [a for k, a in stages(DOCKERFILE)["runtime"] if k == "RUN" and "useradd" in a]
+    # --system with a uid above SYS_UID_MAX (999) makes useradd warn on every build.
+    assert "--uid 10001" in useradd and "--system" not in useradd
+    assert "--no-log-init" in useradd  # no sparse lastlog entry for a high uid
+
+
+def test_the_builder_installs_only_the_services_own_locked_packages() -> None:
+    text = " ".join(f"{k} {args}" for k, args in stages(DOCKERFILE)["builder"])
+    assert 'uv export --frozen --package "greenlane-$(echo "${SERVICE}" | tr _ -)" --no-dev' in text
+    assert "--require-hashes" in text
+    assert '--no-deps ./services/core "./services/${SERVICE}"' in text
+    for part in ("core/pyproject.toml", "${SERVICE}/pyproject.toml", "core/src", "${SERVICE}/src"):
+        assert f"COPY services/{part}" in text
+    assert "rm -f /app/.venv/.lock" in text  # uv leaves it world-writable
 
 
 @pytest.mark.parametrize("service", SERVICES, ids=IDS)
-def test_the_image_installs_only_its_own_locked_packages(service: Service) -> None:
-    text = " ".join(f"{k} {args}" for k, args in instructions(service.dockerfile))
-    assert f"uv export --frozen --package {service.package} --no-dev" in text
-    assert "--require-hashes" in text
-    installs = re.findall(r"--no-deps ((?:\./services/\S+ ?)+)", text)
-    assert [sorted(i.split()) for i in installs] == [workspace_members(service)]
-    for member in workspace_members(service):
-        assert f"COPY {member.removeprefix('./')}/pyproject.toml" in text
-        assert f"COPY {member.removeprefix('./')}/src" in text
+def test_core_and_the_service_are_all_the_workspace_packages_it_needs(service: Service) -> None:
+    # The template installs exactly these two; a service needing another would break it.
+    assert workspace_members(service) == ["./services/core", f"./services/{service.name}"]
 
 
 def test_the_chart_uses_the_image_names_of_the_dockerfiles() -> None:
@@ -148,12 +185,13 @@ def test_the_build_context_holds_what_the_dockerfiles_copy_and_no_more() -> None
         if line.strip() and not line.startswith("#")
     ]
     copied = {
-        src
+        src.replace("${SERVICE}", s.name)
         for s in SERVICES
         for k, args in instructions(s.dockerfile)
         if k == "COPY" and not args.startswith("--from")
         for src in args.split()[:-1]
     }
+    assert "services/grid/src" in copied and "sql/" in copied
     for src in sorted(copied):
         source = ROOT / src
         files = [source] if source.is_file() else sorted(source.rglob("*.*"))
@@ -166,7 +204,8 @@ def test_the_build_context_holds_what_the_dockerfiles_copy_and_no_more() -> None
         ".git/HEAD",
         "tests/conftest.py",
         "charts/greenlane/Chart.yaml",
-        "services/ingestion/Dockerfile",
+        "Dockerfile",
+        "compose.yaml",
         "services/core/src/greenlane/core/__pycache__/events.cpython-311.pyc",
         ".tools/bin/helm",
     ):
@@ -209,6 +248,20 @@ def test_the_slim_environment_holds_exactly_the_locked_packages(service: Service
         project = tomllib.loads((ROOT / member / "pyproject.toml").read_text())["project"]
         members[project["name"]] = project["version"]
     assert installed(service_venv(service)) == third_party(service) | members
+
+
+@pytest.mark.parametrize("service", SERVICES, ids=IDS)
+def test_the_slim_environment_holds_only_what_the_services_code_imports(
+    service: Service, tmp_path: Path
+) -> None:
+    # The same rule tests/containers holds each built image to, here without an engine.
+    venv = service_venv(service)
+    report = probe_imports(service.name, lambda *args: run_in(venv, *args, cwd=tmp_path))
+    assert report["unresolved"] == []
+    needed = needed_distributions(report)
+    installed = {d for d in report["installed"] if not d.startswith("greenlane-")}
+    assert sorted(installed - set(needed)) == []
+    assert sorted(set(needed) - installed) == []
 
 
 def test_the_pricing_worker_image_refuses_to_migrate_without_a_database_url(

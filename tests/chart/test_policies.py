@@ -170,6 +170,14 @@ def literal_token_in_env() -> list[Manifest]:
     return [m]
 
 
+def pull_secrets_variable_holding_a_token() -> list[Manifest]:
+    m = copy.deepcopy(render("ha").named("Deployment", "greenlane-operator"))
+    for e in container(m)["env"]:
+        if e["name"] == "GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS":
+            e["value"] = "ghp_AbC123+/token="
+    return [m]
+
+
 def literal_password_in_a_url_env() -> list[Manifest]:
     m = copy.deepcopy(render("default").named("Deployment", "greenlane-pricing-worker"))
     for e in container(m)["env"]:
@@ -205,6 +213,11 @@ BROKEN: list[tuple[str, Callable[[], list[Manifest]], str]] = [
     ("no_secrets_in_config_maps", config_map_with_credentials_in_a_url, "a URL with a password"),
     ("no_secrets_in_config_maps", config_map_with_a_secrets_value, "the value of a Secret"),
     ("secrets_from_secret_refs", literal_token_in_env, "a literal value, not a secretKeyRef"),
+    (
+        "secrets_from_secret_refs",
+        pull_secrets_variable_holding_a_token,
+        "GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS: a literal value, not a secretKeyRef",
+    ),
     ("secrets_from_secret_refs", literal_password_in_a_url_env, "a URL with a literal password"),
 ]
 

@@ -27,6 +27,7 @@ OPEN_OBJECTS = {
     "/redis",
     "/redpanda",
     "/timescale",
+    "/observability",
     "/global",
     "/global/networkPolicy",
 }
@@ -92,10 +93,24 @@ def object_schemas(schema: Any, path: str = "") -> Iterator[tuple[str, dict[str,
         yield from object_schemas(schema["items"], f"{path}/*")
 
 
+def _refers_to_closed(schema: dict[str, Any], node: dict[str, Any]) -> bool:
+    """allOf: [{$ref: #/definitions/x}] where x refuses unknown keys (a shared definition)."""
+    for part in node.get("allOf") or []:
+        ref = str(part.get("$ref", ""))
+        target = (schema.get("definitions") or {}).get(ref.removeprefix("#/definitions/"))
+        if (
+            ref.startswith("#/definitions/")
+            and target
+            and target.get("additionalProperties") is False
+        ):
+            return True
+    return False
+
+
 def loose(schema: dict[str, Any]) -> list[str]:
     found = []
     for path, node in object_schemas(schema):
-        closed = node.get("additionalProperties") is False
+        closed = node.get("additionalProperties") is False or _refers_to_closed(schema, node)
         is_map = isinstance(node.get("additionalProperties"), dict) and "properties" not in node
         if not (closed or is_map) and not any(path.endswith(o) for o in OPEN_OBJECTS):
             found.append(path or "/")

@@ -89,6 +89,7 @@ def test_e2e_builds_on_kind_installs_simulates_and_dumps_logs_on_failure() -> No
     for expected in (
         "scripts/kind-up.sh",
         "helm install greenlane charts/greenlane",
+        "--values charts/greenlane/ci/kind-values.yaml",
         "--wait",
         "helm test greenlane",
         "pytest tests/e2e",
@@ -97,3 +98,22 @@ def test_e2e_builds_on_kind_installs_simulates_and_dumps_logs_on_failure() -> No
         assert expected in commands
     dump = next(s for s in e2e if "dump_cluster.sh" in str(s.get("run", "")))
     assert dump["if"] == "failure()"
+
+
+def pinned_tool_version(variable: str) -> str:
+    script = (ROOT / "scripts" / "tools" / "install_helm.sh").read_text()
+    match = re.search(rf"^{variable}=(v[0-9.]+)$", script, re.MULTILINE)
+    assert match, f"{variable} not found in install_helm.sh"
+    return match.group(1)
+
+
+def test_e2e_runs_the_pinned_kubectl_not_the_one_kind_action_brings() -> None:
+    e2e = steps(ROOT / ".github/workflows/e2e.yml")
+    names = [str(s.get("uses", "")) + str(s.get("run", "")) for s in e2e]
+    kind = next(i for i, n in enumerate(names) if n.startswith("helm/kind-action@"))
+    tools = next(i for i, n in enumerate(names) if "scripts/tools/install_helm.sh" in n)
+    with_ = e2e[kind]["with"]
+    assert isinstance(with_, dict)
+    # kind-action installs a kubectl of its own and puts it first on PATH.
+    assert with_["kubectl_version"] == pinned_tool_version("KUBECTL_VERSION")
+    assert tools > kind, "the pinned tools must be added to PATH after kind-action"

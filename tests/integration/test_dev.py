@@ -23,8 +23,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def workdir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="greenlane-dev-test-"))
-    path.chmod(0o711)
+    path = Path(tempfile.mkdtemp(prefix="greenlane-dev-test-"))  # 0700, like a clone's parent
     yield path / ".greenlane"
     shutil.rmtree(path, ignore_errors=True)
 
@@ -68,6 +67,8 @@ def test_dev_runs_the_platform_for_a_duration_and_the_fleet_reaches_redis_kafka_
     settings = (workdir / "dev.env").read_text()
     assert f"GREENLANE_REDIS_URL=redis://127.0.0.1:{ports['redis']}/0" in settings
     assert f"GREENLANE_INGESTION_ADDR=127.0.0.1:{ports['ingestion']}" in settings
+    link = f"dashboard: http://127.0.0.1:{ports['hub']}/#token=greenlane-secret-token"
+    assert link in out.splitlines(), "the dashboard link, the token in its fragment"
     assert all(port_is_free(p) for p in ports.values()), "a port is still held"
 
 

@@ -251,3 +251,37 @@ async def test_many_streams_are_batched_into_few_backend_writes(
     assert written == 1000
     # One round trip per status would be 1,000 flushes; across streams they share.
     assert flushes < 500
+
+
+async def test_a_whole_fleet_opening_its_streams_at_once_is_served_without_a_broken_stream(
+    ingestion: object,
+) -> None:
+    # 1500 streams opened in the same instant: grpc.aio takes new calls one per loop
+    # turn, so most of them wait in gRPC core, where past 1000 (its default limit) core
+    # cancels them at random. Ingestion raises that limit; every stream must be answered.
+    port = ingestion.port  # type: ignore[attr-defined]
+    cars = 1500
+    outcomes: list[str] = []
+
+    async def one(stub: fleet_pb2_grpc.FleetTelemetryStub, i: int) -> None:
+        call = stub.StreamTelemetry(metadata=TOKEN)
+        try:
+            await call.write(status(f"storm-{i}", 1))
+            answer = await call.read()
+            await call.done_writing()
+            outcomes.append(fleet_pb2.ResponseStatus.Name(answer.status))
+        except grpc.aio.AioRpcError as exc:
+            outcomes.append(exc.code().name)
+        except asyncio.InvalidStateError:
+            outcomes.append("BROKEN")
+
+    channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(3)]
+    try:
+        stubs = [fleet_pb2_grpc.FleetTelemetryStub(c) for c in channels]
+        await asyncio.wait_for(asyncio.gather(*(one(stubs[i % 3], i) for i in range(cars))), 100)
+    finally:
+        for channel in channels:
+            await channel.close()
+    broken = [o for o in outcomes if o != "ACCEPTED"]
+    assert len(outcomes) == cars
+    assert not broken, f"{len(broken)} of {cars} streams failed: {set(broken)}"

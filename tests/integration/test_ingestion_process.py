@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from stack import read_topic
 
-from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis, free_port
+from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis, free_port, port_is_free
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -177,3 +178,61 @@ def test_a_bad_setting_stops_start_up_naming_the_variable() -> None:
     assert "GREENLANE_API_TOKENS" in err and "GREENLANE_INGESTION_PORT" in err
     assert "short" not in err.replace("shorter", "")
     assert "Traceback" not in err
+
+
+def test_a_taken_grpc_port_exits_2_with_one_line_naming_the_variable(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        metrics, api = free_port(), free_port()
+        env = {
+            **os.environ,
+            "GREENLANE_API_TOKENS": "greenlane-secret-token",
+            "GREENLANE_REDIS_URL": redis_server.url,
+            "GREENLANE_KAFKA_BOOTSTRAP_SERVERS": kafka_server.url,
+            "GREENLANE_INGESTION_HOST": "127.0.0.1",
+            "GREENLANE_INGESTION_PORT": str(port),
+            "GREENLANE_METRICS_HOST": "127.0.0.1",
+            "GREENLANE_METRICS_PORT": str(metrics),
+            "GREENLANE_BOOKING_API_PORT": str(api),
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "greenlane.ingestion"], env=env, capture_output=True, timeout=60
+        )
+    err = result.stderr.decode()
+    assert result.returncode == 2, err
+    assert (
+        f"error: GREENLANE_INGESTION_HOST/GREENLANE_INGESTION_PORT: cannot listen on "
+        f"127.0.0.1:{port}" in err
+    )
+    assert "Traceback" not in err
+    assert port_is_free(metrics) and port_is_free(api)
+
+
+@pytest.mark.parametrize("taken", ["ingestion_port", "metrics_port", "booking_api_port"])
+async def test_a_failed_start_closes_everything_it_had_opened(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str, taken: str
+) -> None:
+    from conftest import ingestion_settings
+
+    from greenlane.core.errors import ConfigurationError
+    from greenlane.ingestion.server import start_server
+
+    ports = {name: free_port() for name in ("ingestion_port", "metrics_port", "booking_api_port")}
+    before = asyncio.all_tasks()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports[taken]))
+        squatter.listen()
+        settings = ingestion_settings(redis_server.url, kafka_server.url, topic, **ports)
+        with pytest.raises(
+            ConfigurationError, match=rf"cannot listen on 127\.0\.0\.1:{ports[taken]}"
+        ):
+            await start_server(settings)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)  # let closed transports finish
+    leftover = {t for t in asyncio.all_tasks() - before if not t.done()}
+    leftover.discard(asyncio.current_task())  # type: ignore[arg-type]
+    assert not leftover, [t.get_coro() for t in leftover]
+    assert all(port_is_free(p) for p in ports.values())

@@ -186,10 +186,14 @@ async def test_terminal_mode_prints_coloured_lines_as_plain_text_when_not_a_term
     assert result.reason == "max events reached"
     assert "\x1b[" not in out.getvalue()  # no colour codes, no status line
     assert len(lines) == 4
-    assert lines[0].endswith("  car-00042  40.75123,-73.98765  battery  72.4%  velocity 31.2 km/h")
-    assert lines[1].endswith("battery  10.0%  velocity 31.2 km/h CRITICAL BATTERY!")
+    assert lines[0].endswith(
+        "] 🟢 car-00042  | Battery:  72.4% | Location: (40.7512, -73.9877) | Speed: 31.2 km/h"
+    )
+    assert lines[1].endswith(
+        "Battery:  10.0% | Location: (40.7512, -73.9877) | Speed: 31.2 km/h ⚠️  CRITICAL BATTERY!"
+    )
     assert "skipped invalid message (partition 0 offset 2 key bad)" in lines[2]
-    assert lines[3].endswith("  car-00042  BOOKING CREATED station st-12")
+    assert lines[3].endswith("] 📍 car-00042  | BOOKING CREATED | Station: st-12")
     assert f"following {topic}" in err.getvalue()
 
 
@@ -255,9 +259,13 @@ async def test_a_signal_stops_the_feed_cleanly_with_a_summary_and_exit_0(
             await proc.wait()
     assert proc.returncode == 0
     assert rest == b""  # none of the 20 older events
-    summary = err.decode().strip().splitlines()[-1]
+    tail = err.decode().strip().splitlines()
+    summary = tail[-1]
     assert summary.startswith("liveops: interrupted after ")
     assert "events 1 (shown 1, invalid skipped 0), cars 1" in summary
+    assert tail[-5:-3] == ["📊 Session Statistics:", "   Total events: 1"]
+    assert tail[-3].startswith("   Duration: ") and tail[-3].endswith("s")
+    assert tail[-2].startswith("   Events/sec: ")
 
 
 async def test_greenlane_liveops_runs_the_same_feed(
@@ -287,7 +295,10 @@ async def test_greenlane_liveops_runs_the_same_feed(
     assert (
         out.decode()
         .splitlines()[0]
-        .endswith("battery   9.0%  velocity 31.2 km/h CRITICAL BATTERY!")
+        .endswith(
+            "Battery:   9.0% | Location: (40.7512, -73.9877) | Speed: 31.2 km/h"
+            " ⚠️  CRITICAL BATTERY!"
+        )
     )
     assert "max events reached" in err.decode()
 

@@ -144,6 +144,7 @@ def test_migrations_apply_on_postgresql_and_a_second_run_applies_nothing(
         ("0002_timescaledb_hypertable", "skipped"),
         ("0003_timescaledb_hourly", "skipped"),
         ("0004_postgres_hourly", "applied"),
+        ("0005_timescaledb_hourly_policy", "skipped"),
     ]
     assert first[1].reason == "extension timescaledb is not available"
     assert second == []
@@ -164,6 +165,7 @@ def test_migrations_apply_on_postgresql_and_a_second_run_applies_nothing(
         ("0002", "skipped"),
         ("0003", "skipped"),
         ("0004", "applied"),
+        ("0005", "skipped"),
     ]
     assert 'btree (station_id, "time" DESC)' in indexes["charging_sessions_station_time"]
     assert 'btree (car_id, "time" DESC)' in indexes["charging_sessions_car_time"]
@@ -214,6 +216,22 @@ def test_a_failing_migration_leaves_nothing_behind_and_runs_again_once_fixed(
     assert recorded == [("0001",)]
     assert second == (None,)
     assert [p.name for p in again] == ["0002_second"]
+
+
+def test_a_no_transaction_migration_runs_outside_a_transaction_and_alone(
+    database_url: str, tmp_path: Path
+) -> None:
+    head = "-- greenlane: no-transaction\n"
+    (tmp_path / "0001_table.sql").write_text("CREATE TABLE nt (x int);")
+    # CONCURRENTLY refuses any transaction block, an implicit one included.
+    (tmp_path / "0002_index.sql").write_text(head + "CREATE INDEX CONCURRENTLY nt_x ON nt (x);\n")
+    assert [p.name for p in migrate(database_url, tmp_path)] == ["0001_table", "0002_index"]
+
+    (tmp_path / "0003_two.sql").write_text(head + "CREATE TABLE nt2 (x int);\nSELECT 1;\n")
+    with pytest.raises(MigrationFailed, match=r"cannot insert multiple commands.*one statement"):
+        migrate(database_url, tmp_path)
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT to_regclass('nt2')").fetchone() == (None,)
 
 
 def test_the_migrations_job_entry_point_migrates_and_names_a_missing_variable(
@@ -279,7 +297,11 @@ class PgliteSession:
         return answer
 
     def execute(self, step: Step) -> None:
-        self._request({"op": "exec", "sql": step.sql, "transaction": step.transaction})
+        if step.transaction:
+            self._request({"op": "exec", "sql": step.sql, "transaction": True})
+        else:
+            # One statement, by the extended protocol, as PsycopgSession sends it.
+            self._request({"op": "query", "sql": step.sql, "params": []})
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         answer = self._request({"op": "query", "sql": sql, "params": list(params)})
@@ -344,6 +366,7 @@ def test_migrations_apply_on_timescaledb_and_a_second_run_applies_nothing(
         "0002_timescaledb_hypertable:applied",
         "0003_timescaledb_hourly:applied",
         "0004_postgres_hourly:skipped",
+        "0005_timescaledb_hourly_policy:applied",
     ]
     assert second == []
     assert not [n for n in session.notices if n.startswith("WARNING")]

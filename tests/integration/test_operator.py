@@ -9,8 +9,6 @@ would, and feeds Job status changes as the Job controller would.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import itertools
 import json
 import os
 import signal
@@ -18,8 +16,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,69 +25,19 @@ from typing import Any, TypeVar
 import kmock
 import kubernetes_validate
 import pytest
-import yaml
+from kubeapi import FSIM, JOBS, NS, SECRET, ApiServer, serve_greenlane, write_kubeconfig
 from prometheus_client import REGISTRY
 
 from greenlane.cli.embedded import free_port
+from greenlane.operator.handlers import ClusterUnusable
 from greenlane.operator.runner import run_operator
 from greenlane.operator.settings import OperatorSettings
-from greenlane.operator.spec import REGIONS
-
-RESOURCE_VERSIONS = itertools.count(100)
-
-
-class ApiServer(kmock.KubernetesEmulator):
-    """kmock plus the bookkeeping of a real API server that kopf relies on.
-
-    Every write gets a new resourceVersion (kopf skips the echo of its own patches
-    by it), a spec change bumps metadata.generation, creation fills uid and
-    timestamps, and generateName gets a name (kopf's Events use it).
-    """
-
-    async def _handle(self, request: kmock.Request) -> Any:
-        if request.resource is not None and isinstance(request.data, dict | list):
-            self._stamp(request)
-        return await super()._handle(request)
-
-    def _stamp(self, request: kmock.Request) -> None:
-        version = str(next(RESOURCE_VERSIONS))
-        data = request.data
-        if request.action == kmock.action.CREATE and isinstance(data, dict):
-            meta = data.setdefault("metadata", {})
-            if "name" not in meta and "generateName" in meta:
-                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
-            meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("generation", 1)
-            meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat())
-            meta["resourceVersion"] = version
-        elif request.action == kmock.action.UPDATE and request.name is not None:
-            assert request.resource is not None
-            key = (request.resource, request.namespace, request.name)
-            if key not in self.objects or self.objects[key].deleted:
-                return
-            generation = self.objects[key].raw.get("metadata", {}).get("generation", 1)
-            if isinstance(data, dict):
-                meta = data.setdefault("metadata", {})
-                meta["resourceVersion"] = version
-                if "spec" in data and request.subresource is None:
-                    meta["generation"] = generation + 1
-            else:
-                data.append({"op": "add", "path": "/metadata/resourceVersion", "value": version})
-                if any(str(op.get("path", "")).startswith("/spec") for op in data):
-                    data.append(
-                        {"op": "add", "path": "/metadata/generation", "value": generation + 1}
-                    )
-
+from greenlane.operator.spec import PLURAL, REGIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.kmock(cls=ApiServer)]
 
-NS = "loadtest"
-FSIM = "greenlane.io/v1alpha1/fleetsimulations"
-JOBS = "batch/v1/jobs"
 IMAGE = "greenlane-simulator:test"
 DEFAULT_TARGET = "greenlane-ingestion.loadtest.svc:50051"
-SECRET = "fleet-token"
-
 T = TypeVar("T")
 
 
@@ -190,53 +138,12 @@ class OperatorThread:
 
 @pytest.fixture
 def api(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
-    """kmock with the resources a cluster with the chart's CRD would serve, and the Secret."""
-    info = kmock.ResourceInfo
-    verbs = {"get", "list", "watch", "create", "patch", "delete"}
-    kmock.resources[FSIM] = info(
-        kind="FleetSimulation",
-        singular="fleetsimulation",
-        namespaced=True,
-        verbs=verbs,
-        shortnames={"fsim"},
-        subresources={"status"},
-    )
-    kmock.resources[JOBS] = info(kind="Job", namespaced=True, verbs=verbs, subresources={"status"})
-    kmock.resources["v1/pods"] = info(kind="Pod", namespaced=True, verbs=verbs)
-    kmock.resources["v1/secrets"] = info(kind="Secret", namespaced=True, verbs=verbs)
-    kmock.resources["v1/events"] = info(kind="Event", namespaced=True, verbs=verbs)
-    # kopf waits for these to be served before it starts watching (never listed here).
-    kmock.resources["v1/namespaces"] = info(kind="Namespace", namespaced=False, verbs=verbs)
-    kmock.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = info(
-        kind="CustomResourceDefinition", namespaced=False, verbs=verbs
-    )
-    kmock.objects["v1/secrets", NS, SECRET] = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET, "namespace": NS},
-        "data": {"api-token": "c2VjcmV0LXRva2VuLWZvci10ZXN0cw=="},
-    }
-    return kmock
+    return serve_greenlane(kmock)
 
 
 @pytest.fixture
 def kubeconfig(api: kmock.KubernetesEmulator, tmp_path: Path) -> Path:
-    path = tmp_path / "kubeconfig"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(api.url).rstrip("/")}}],
-                "users": [{"name": "operator", "user": {"token": "kmock-token"}}],
-                "contexts": [
-                    {"name": "kmock", "context": {"cluster": "kmock", "user": "operator"}}
-                ],
-                "current-context": "kmock",
-            }
-        )
-    )
-    return path
+    return write_kubeconfig(tmp_path / "kubeconfig", str(api.url).rstrip("/"))
 
 
 @pytest.fixture
@@ -690,3 +597,160 @@ async def test_operator_process_exits_cleanly_on_sigterm(
     assert code == 0, output
     assert "Signal SIGTERM is received" in output
     assert "Traceback" not in output
+
+
+async def test_the_job_pulls_like_the_chart_says_and_the_charts_role_covers_its_owner_reference(
+    api: kmock.KubernetesEmulator, kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator is configured exactly as the chart's Deployment configures it with a
+    # private registry (ci/ha-values.yaml); the Job it then writes is checked against the
+    # chart's Role: blockOwnerDeletion needs update on fleetsimulations/finalizers.
+    from chart.helm import CHART, render
+    from chart.rbac import allows, owner_reference_needs
+
+    rendered = render("ha")
+    deployment = rendered.named("Deployment", "greenlane-operator")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for env in container["env"]:
+        if env["name"].startswith("GREENLANE_SIMULATOR_") and "value" in env:
+            monkeypatch.setenv(env["name"], env["value"])
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    settings = OperatorSettings(  # type: ignore[call-arg]
+        metrics_host="127.0.0.1", metrics_port=free_port(), ingestion_addr=DEFAULT_TARGET
+    )
+    running = await start_operator(api, settings)
+    try:
+        await create(api, fsim_url(), fleet_simulation("private"))
+        job = await eventually(lambda: stored(api, JOBS, "private-g1"), "the Job")
+    finally:
+        stop_operator(running)
+
+    pod = job["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert pod["containers"][0]["image"] == "ghcr.io/greenlane/greenlane-simulator:0.1.0"
+    kubernetes_validate.validate(job, "1.35.0", strict=True)
+    role = rendered.named("Role", "greenlane-operator")
+    needs = [
+        n
+        for ref in job["metadata"]["ownerReferences"]
+        for n in owner_reference_needs(ref, CHART / "crds")
+    ]
+    assert needs, "kopf.adopt() no longer blocks owner deletion: revisit the Role"
+    assert [n for n in needs if not allows(role["rules"], *n)] == []
+
+
+# ---------------------------------------------------------------- start-up errors, readiness
+
+
+def run_operator_process(env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m greenlane.operator` as a pod would run it, with only `env` set."""
+    clean = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),  # no ~/.kube/config unless the test writes one
+        "GREENLANE_OPERATOR_NAMESPACE": NS,
+        "GREENLANE_METRICS_HOST": "127.0.0.1",
+        "GREENLANE_METRICS_PORT": str(free_port()),
+        "GREENLANE_LIVENESS_ENDPOINT": "none",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "greenlane.operator"],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_without_credentials_the_operator_exits_2_with_one_line_saying_how_to_log_in(
+    tmp_path: Path,
+) -> None:
+    done = run_operator_process({}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("error: no Kubernetes credentials")
+    assert "set KUBECONFIG" in line and "service account token" in line
+
+
+def test_an_unusable_kubeconfig_exits_2_with_one_line_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "kubeconfig"
+    broken.write_text("clusters: [\n")
+    done = run_operator_process({"KUBECONFIG": str(broken)}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert f"cannot use KUBECONFIG={broken}" in line and "set KUBECONFIG" in line
+
+
+def test_an_unreachable_api_server_exits_2_with_one_line_naming_it(tmp_path: Path) -> None:
+    server = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server, token="not-a-real-token")
+    done = run_operator_process({"KUBECONFIG": str(kubeconfig)}, tmp_path)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"error: cannot reach the Kubernetes API server at {server}")
+    assert f"KUBECONFIG={kubeconfig}" in line
+    assert "not-a-real-token" not in done.stderr
+
+
+def forbidden(verb: str) -> dict[str, Any]:
+    """The Status a real API server answers when RBAC refuses a request."""
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": "Forbidden",
+        "code": 403,
+        "message": f'fleetsimulations.greenlane.io is forbidden: cannot {verb} resource "{PLURAL}"',
+    }
+
+
+async def test_an_api_server_that_refuses_the_list_stops_the_start_with_the_rbac_fix(
+    api: kmock.KubernetesEmulator,
+    kubeconfig: Path,
+    settings: OperatorSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fsims = kmock.resource("greenlane.io", "v1alpha1", "fleetsimulations")
+    api["list", fsims] << 403 << forbidden("list")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    running = OperatorThread(settings)
+    running.start()
+    # kmock answers in this test's event loop: wait without blocking it.
+    await eventually(lambda: running.error or running.exit_code is not None, "the operator to stop")
+    running.join(5.0)
+    assert isinstance(running.error, ClusterUnusable), running.error
+    assert "may not list fleetsimulations.greenlane.io in namespace 'loadtest'" in str(
+        running.error
+    )
+    assert not watching(api, FSIM)  # kopf never started
+
+
+async def readyz(settings: OperatorSettings) -> tuple[int, dict[str, Any]]:
+    def get() -> tuple[int, dict[str, Any]]:
+        url = f"http://127.0.0.1:{settings.metrics_port}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return await asyncio.to_thread(get)
+
+
+async def test_readyz_says_whether_the_operator_can_list_fleetsimulations(
+    api: kmock.KubernetesEmulator, operator: OperatorThread, settings: OperatorSettings
+) -> None:
+    assert await readyz(settings) == (
+        200,
+        {"status": "ready", "checks": {"fleetsimulations": True}},
+    )
+    lists = kmock.resource("greenlane.io", "v1alpha1", "fleetsimulations")
+    asked = len(list(api["list", lists]))
+    # Now the API server refuses the list (an RBAC change, an outage behind a proxy).
+    api["list", lists] << 403 << forbidden("list")
+    assert await readyz(settings) == (
+        503,
+        {"status": "not ready", "checks": {"fleetsimulations": False}},
+    )
+    assert len(list(api["list", lists])) > asked  # each probe asked the API server

@@ -29,7 +29,7 @@ from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
 from greenlane.core.events import CarState, encode_event
 from greenlane.core.kafka import ensure_topic, make_producer
 from greenlane.core.migrations import apply_migrations
-from greenlane.core.telemetry import ProbeServer
+from greenlane.core.telemetry import HttpServer
 from greenlane.grid.app import create_app
 from greenlane.grid.settings import GridSettings
 from greenlane.pricing_worker.prices import iso_at, priced_instant
@@ -56,11 +56,11 @@ class Grid:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._server: ProbeServer | None = None
+        self._server: HttpServer | None = None
 
     async def start(self) -> None:
         app = create_app(GridSettings.model_validate({}))
-        self._server = ProbeServer(app, "127.0.0.1", self.port)
+        self._server = HttpServer(app, "127.0.0.1", self.port)
         await self._server.start()
 
     async def stop(self) -> None:

@@ -293,5 +293,6 @@ def test_migrate_prints_what_it_applied_then_that_the_schema_is_up_to_date(
         ("0002_timescaledb_hypertable", "skipped"),
         ("0003_timescaledb_hourly", "skipped"),
         ("0004_postgres_hourly", "applied"),
+        ("0005_timescaledb_hourly_policy", "skipped"),
     ]
-    assert "schema up to date (all 4 migrations recorded, plain PostgreSQL)" in second
+    assert "schema up to date (all 5 migrations recorded, plain PostgreSQL)" in second

@@ -109,6 +109,51 @@ imagePullSecrets:
   mountPath: /tmp
 {{- end -}}
 
+{{/* ---------------------------------------------------------------- components */}}
+
+{{/*
+base with over laid on top, key by key, as JSON: (dict "base" MAP "over" MAP).
+Maps merge recursively; anything else in over (a list, false, 0, "") replaces the
+base's value: presence decides, not emptiness (sprig's merge would let a default's
+true win over a component's false).
+*/}}
+{{- define "greenlane.deepMerge" -}}
+{{- $out := deepCopy (.base | default dict) -}}
+{{- range $key, $value := .over -}}
+{{- $base := index $out $key -}}
+{{- if and (kindIs "map" $value) (kindIs "map" $base) -}}
+{{- $_ := set $out $key (include "greenlane.deepMerge" (dict "base" $base "over" $value) | fromJson) -}}
+{{- else -}}
+{{- $_ := set $out $key $value -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
+Every component as it is deployed, as JSON: each entry of .Values.components laid
+over .Values.default (the otel-demo pattern). A probe or an affinity is replaced as
+a whole: merging an httpGet default into a grpc probe would make a probe with two
+handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
+*/}}
+{{- define "greenlane.components" -}}
+{{- $root := . -}}
+{{- $out := dict -}}
+{{- range $name, $component := .Values.components -}}
+{{- $base := deepCopy $root.Values.default -}}
+{{- range $whole := list "startupProbe" "livenessProbe" "readinessProbe" "affinity" -}}
+{{- if hasKey $component $whole -}}{{- $_ := unset $base $whole -}}{{- end -}}
+{{- end -}}
+{{- $_ := set $out $name (include "greenlane.deepMerge" (dict "base" $base "over" $component) | fromJson) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/* One deployed component: (list ROOT "ingestion"). */}}
+{{- define "greenlane.component" -}}
+{{- index (include "greenlane.components" (index . 0) | fromJson) (index . 1) | toJson -}}
+{{- end -}}
+
 {{/* ---------------------------------------------------------------- backends */}}
 
 {{- define "greenlane.redis.host" -}}
@@ -179,15 +224,31 @@ imagePullSecrets:
 
 {{/* host:port where cars, simulators and the operator's Jobs reach ingestion. */}}
 {{- define "greenlane.ingestionAddress" -}}
-{{- $ingestion := .Values.components.ingestion -}}
+{{- $ingestion := include "greenlane.component" (list . "ingestion") | fromJson -}}
 {{- printf "%s:%v" (include "greenlane.componentName" (list . "ingestion")) $ingestion.ports.grpc.servicePort -}}
+{{- end -}}
+
+{{/* Where traces go: config.otlpEndpoint, else the bundled collector, else nowhere. */}}
+{{- define "greenlane.otlpEndpoint" -}}
+{{- if .Values.config.otlpEndpoint -}}
+{{- .Values.config.otlpEndpoint -}}
+{{- else if .Values.observability.enabled -}}
+{{- printf "http://%s-otel-collector:4317" .Release.Name | trunc 63 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Service annotations a Prometheus scrapes by (the bundled one, or annotation-based ones). */}}
+{{- define "greenlane.scrapeAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
 {{- end -}}
 
 {{- define "greenlane.gridUrl" -}}
 {{- if .Values.config.gridUrl -}}
 {{- .Values.config.gridUrl -}}
 {{- else -}}
-{{- $grid := .Values.components.grid -}}
+{{- $grid := include "greenlane.component" (list . "grid") | fromJson -}}
 {{- printf "http://%s:%v" (include "greenlane.componentName" (list . "grid")) $grid.ports.http.servicePort -}}
 {{- end -}}
 {{- end -}}
@@ -237,6 +298,27 @@ $(VAR): Kubernetes expands it, so no password appears in a manifest or a ConfigM
       key: {{ include "greenlane.apiTokens.secretKey" $root }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/*
+Who may scrape a component's metrics port, as a NetworkPolicy "from" list:
+(dict "root" $ "shared" BOOL). networkPolicy.metricsFrom, plus the bundled Prometheus
+when observability.enabled. With neither, a port that serves only metrics admits every
+namespace (the documented default of metricsFrom: []), but a port that also serves the
+component's API ("shared", the grid's http) admits no one more: an empty metricsFrom
+must never open an API to the whole cluster.
+*/}}
+{{- define "greenlane.metricsPeers" -}}
+{{- $root := .root -}}
+{{- $peers := list -}}
+{{- range $root.Values.networkPolicy.metricsFrom }}{{ $peers = append $peers . }}{{ end -}}
+{{- if (($root.Values.observability).enabled) -}}
+{{- $peers = append $peers (dict "podSelector" (dict "matchLabels" (dict "app.kubernetes.io/instance" $root.Release.Name "app.kubernetes.io/name" "prometheus"))) -}}
+{{- end -}}
+{{- if and (not $peers) (not .shared) -}}
+{{- $peers = list (dict "namespaceSelector" (dict)) -}}
+{{- end -}}
+{{- with $peers }}{{ toYaml . }}{{ end -}}
 {{- end -}}
 
 {{/* The pod template's checksum of the shared configuration: pods roll when it changes. */}}

@@ -5,7 +5,7 @@ reported in one failure, so a user fixes them all in one round.
 {{- define "greenlane.validateValues" -}}
 {{- $errors := list -}}
 {{- $v := .Values -}}
-{{- $components := $v.components -}}
+{{- $components := include "greenlane.components" . | fromJson -}}
 {{- $enabled := dict -}}
 {{- range $name, $c := $components -}}
 {{- if $c.enabled -}}{{- $_ := set $enabled $name true -}}{{- end -}}
@@ -16,7 +16,10 @@ reported in one failure, so a user fixes them all in one round.
 {{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "ingestion") -}}
 {{- $errors = append $errors "redis.enabled=false needs externalRedis.host (ingestion writes car positions to Redis)" -}}
 {{- end -}}
-{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker")) -}}
+{{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "hub") -}}
+{{- $errors = append $errors "redis.enabled=false needs externalRedis.host (the hub reads the stations from Redis)" -}}
+{{- end -}}
+{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker") (hasKey $enabled "hub")) -}}
 {{- $errors = append $errors "redpanda.enabled=false needs externalKafka.bootstrapServers (host:port[,host:port])" -}}
 {{- end -}}
 {{- if $v.externalKafka.bootstrapServers -}}
@@ -67,6 +70,12 @@ reported in one failure, so a user fixes them all in one round.
 {{- $errors = append $errors "components.pricing-worker needs the grid component or config.gridUrl" -}}
 {{- end -}}
 {{- range $name, $c := $components -}}
+{{- if and $c.enabled (not $c.image.repository) -}}
+{{- $errors = append $errors (printf "components.%s.image.repository is empty: name the component's image (greenlane-%s)" $name $name) -}}
+{{- end -}}
+{{- if and $c.enabled (not $c.ports) -}}
+{{- $errors = append $errors (printf "components.%s.ports is empty: a component needs at least its metrics port" $name) -}}
+{{- end -}}
 {{- if and $c.enabled $c.autoscaling.enabled (gt (int $c.autoscaling.minReplicas) (int $c.autoscaling.maxReplicas)) -}}
 {{- $errors = append $errors (printf "components.%s.autoscaling.minReplicas (%v) is above maxReplicas (%v)" $name $c.autoscaling.minReplicas $c.autoscaling.maxReplicas) -}}
 {{- end -}}
@@ -82,8 +91,23 @@ reported in one failure, so a user fixes them all in one round.
 {{- if and (hasKey $enabled "pricing-worker") (gt (int (index $components "pricing-worker").replicaCount) (int $v.config.fleetEventsPartitions)) -}}
 {{- $errors = append $errors (printf "components.pricing-worker.replicaCount (%v) is above config.fleetEventsPartitions (%v): the extra workers would get no partition" (index $components "pricing-worker").replicaCount $v.config.fleetEventsPartitions) -}}
 {{- end -}}
+{{- if and (hasKey $enabled "hub") (has "database" $components.hub.connections) (not $v.timescale.enabled) (not $v.externalDatabase.host) -}}
+{{- $errors = append $errors "components.hub.connections has database (energy and cost today) but there is no database: set timescale.enabled or externalDatabase.host, or drop database from the hub's connections" -}}
+{{- end -}}
 {{- if and $v.operator.enabled (not (hasKey $enabled "ingestion")) -}}
 {{- $errors = append $errors "operator.enabled needs components.ingestion: its simulator Jobs stream to it" -}}
+{{- end -}}
+
+{{- /* The bundled observability stack reads the bundled backends unless told otherwise. */ -}}
+{{- $obs := $v.observability -}}
+{{- if $obs.enabled -}}
+{{- $exporter := $obs.redisExporter | default dict -}}
+{{- if and (not $v.redis.enabled) (ternary $exporter.enabled true (hasKey $exporter "enabled")) (not $exporter.address) -}}
+{{- $errors = append $errors "observability.enabled with redis.enabled=false needs observability.redisExporter.address (or observability.redisExporter.enabled=false)" -}}
+{{- end -}}
+{{- if and (not $v.timescale.enabled) (not (($obs.database) | default dict).host) -}}
+{{- $errors = append $errors "observability.enabled with timescale.enabled=false needs observability.database.host and observability.database.existingSecret" -}}
+{{- end -}}
 {{- end -}}
 
 {{- if $errors -}}

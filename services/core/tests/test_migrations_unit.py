@@ -20,7 +20,6 @@ from greenlane.core.migrations import (
     parse_directives,
     plan_migrations,
     run_migrations,
-    split_statements,
 )
 
 
@@ -57,27 +56,6 @@ def test_a_bad_directive_names_the_file_and_line(sql: str, message: str) -> None
         parse_directives(sql, "0009_x.sql")
 
 
-def test_statements_split_on_top_level_semicolons_only() -> None:
-    sql = """
-    -- a comment; with a semicolon
-    CREATE TABLE "odd;name" (x text DEFAULT 'a;b''c;');
-    /* block; /* nested; */ still comment; */
-    DO $$ BEGIN RAISE NOTICE 'x;y'; END $$;
-    CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;
-    SELECT E'it\\'s;', $1, a$b FROM t;
-    SELECT 'last without semicolon'
-    ;;
-    -- trailing comment only
-    """
-    assert split_statements(sql) == [
-        "-- a comment; with a semicolon\n    CREATE TABLE \"odd;name\" (x text DEFAULT 'a;b''c;')",
-        "/* block; /* nested; */ still comment; */\n    DO $$ BEGIN RAISE NOTICE 'x;y'; END $$",
-        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$",
-        "SELECT E'it\\'s;', $1, a$b FROM t",
-        "SELECT 'last without semicolon'",
-    ]
-
-
 PLAIN = migration("0001", "CREATE TABLE t (x int);")
 TIMESCALE = migration(
     "0002", "-- greenlane: requires-extension timescaledb\nSELECT create_hypertable('t');"
@@ -85,7 +63,7 @@ TIMESCALE = migration(
 CAGG = migration(
     "0003",
     "-- greenlane: requires-extension timescaledb\n-- greenlane: no-transaction\n"
-    "CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT 1 WITH DATA;\nSELECT 2;",
+    "CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT 1 WITH DATA;\n",
 )
 VIEW = migration("0004", "-- greenlane: unless-extension timescaledb\nCREATE VIEW v AS SELECT 1;")
 ALL = [PLAIN, TIMESCALE, CAGG, VIEW]
@@ -110,7 +88,7 @@ def test_without_timescaledb_its_files_are_recorded_as_skipped() -> None:
     )
 
 
-def test_with_timescaledb_the_plain_view_is_skipped_and_no_transaction_files_are_split() -> None:
+def test_with_timescaledb_the_plain_view_is_skipped_and_a_no_transaction_file_runs_alone() -> None:
     plan = plan_migrations(ALL, applied={}, available_extensions={"timescaledb"})
 
     assert [(p.name, p.outcome) for p in plan] == [
@@ -124,12 +102,21 @@ def test_with_timescaledb_the_plain_view_is_skipped_and_no_transaction_files_are
     assert len(one_transaction) == 1 and one_transaction[0].transaction
     assert one_transaction[0].sql.startswith(TIMESCALE.sql)
     assert "'0002', '0002_test'" in one_transaction[0].sql
-    assert [(s.sql.splitlines()[-1], s.transaction) for s in plan[2].steps] == [
-        ("CREATE MATERIALIZED VIEW IF NOT EXISTS v AS SELECT 1 WITH DATA", False),
-        ("SELECT 2", False),
-        (plan[2].steps[-1].sql, True),
-    ]
-    assert "'applied')" in plan[2].steps[-1].sql
+    # The file as it is, outside a transaction, then its record in one.
+    statement, record = plan[2].steps
+    assert statement == Step(CAGG.sql, transaction=False)
+    assert record.transaction and "'0003', '0003_test'" in record.sql and "'applied')" in record.sql
+
+
+def test_a_failing_no_transaction_file_is_told_it_must_hold_one_statement() -> None:
+    class Refusing(RecordingSession):
+        def execute(self, step: Step) -> None:
+            if not step.transaction:
+                raise RuntimeError("cannot insert multiple commands into a prepared statement")
+            super().execute(step)
+
+    with pytest.raises(MigrationFailed, match=r"holds exactly one statement\)$"):
+        run_migrations(Refusing(["timescaledb"]), ALL)
 
 
 def test_recorded_migrations_are_not_planned_again() -> None:

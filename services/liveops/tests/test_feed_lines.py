@@ -106,7 +106,9 @@ def test_lines_without_a_terminal_are_plain_text_one_per_event() -> None:
     printed = out.getvalue().splitlines()
     assert len(printed) == 2
     assert "\x1b[" not in out.getvalue()
-    assert printed[1].endswith("battery  10.0%  velocity 12.0 km/h CRITICAL BATTERY!")
+    assert printed[1].endswith(
+        "Battery:  10.0% | Location: (40.7500, -73.9800) | Speed: 12.0 km/h ⚠️  CRITICAL BATTERY!"
+    )
 
 
 def test_json_lines_are_written_one_object_per_line() -> None:

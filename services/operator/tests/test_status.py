@@ -63,3 +63,32 @@ def test_a_rejected_spec_is_failed_with_the_fix_in_its_conditions() -> None:
     assert by_type["Accepted"]["status"] == "False"
     assert by_type["Failed"]["reason"] == "SecretNotFound"
     assert [c["type"] for c in status["conditions"]] == list(st.CONDITION_TYPES)
+
+
+def test_the_status_gauges_mirror_the_phase_pods_and_statuses_of_a_simulation() -> None:
+    from prometheus_client import REGISTRY
+
+    from greenlane.operator.metrics import record_status
+
+    status = {
+        "phase": "Running",
+        "progress": {
+            "pods": 3,
+            "active": 2,
+            "ready": 2,
+            "succeeded": 1,
+            "failed": 0,
+            "reportedPods": 1,
+            "sent": 40,
+            "accepted": 39,
+        },
+    }
+    record_status("ns", "gauges", status)
+
+    def value(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"fleetsimulation": "ns/gauges", **labels})
+
+    assert value("greenlane_operator_simulation_phase", phase="Running") == 1
+    assert value("greenlane_operator_simulation_phase", phase="Pending") == 0
+    assert value("greenlane_operator_simulation_pods", state="active") == 2
+    assert value("greenlane_operator_simulation_statuses", outcome="accepted") == 39

@@ -41,7 +41,7 @@ def test_the_shards_cover_the_fleet_once_and_evenly(cars: int, shards: int) -> N
         ({"bbox": (41.0, -74.0, 40.0, -73.0)}, "the box needs"),
         ({"backoff_initial": 2.0, "backoff_max": 1.0}, "backoff_max must be at least"),
         ({"target": "nowhere"}, "is not HOST:PORT"),
-        ({"car_prefix": "a/b"}, "must match"),
+        ({"car_prefix": "a/b"}, "must be 1 to 50 characters"),
         ({"interval": float("inf")}, "finite number"),
         ({"initial_battery": (60.0, 40.0)}, "initial battery range"),
         ({"charge_speedup": 0.0}, "greater than 0"),

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from greenlane.cli.embedded import (
     EmbeddedKafka,
@@ -42,6 +44,12 @@ class Ports:
     ingestion_metrics: int = 9101
     pricing_metrics: int = 9102
     booking_api: int = 8082
+    planner: int = 8083
+    # greenlane dev --observability
+    prometheus: int = 9090
+    redis_exporter: int = 9121
+    postgres_exporter: int = 9187
+    hub: int = 8090
 
     VARIABLES = {
         "redis": "GREENLANE_DEV_REDIS_PORT",
@@ -52,6 +60,11 @@ class Ports:
         "ingestion_metrics": "GREENLANE_DEV_INGESTION_METRICS_PORT",
         "pricing_metrics": "GREENLANE_DEV_PRICING_METRICS_PORT",
         "booking_api": "GREENLANE_BOOKING_API_PORT",
+        "planner": "GREENLANE_PLANNER_PORT",
+        "prometheus": "GREENLANE_DEV_PROMETHEUS_PORT",
+        "redis_exporter": "GREENLANE_DEV_REDIS_EXPORTER_PORT",
+        "postgres_exporter": "GREENLANE_DEV_POSTGRES_EXPORTER_PORT",
+        "hub": "GREENLANE_HUB_PORT",
     }
 
     @classmethod
@@ -65,6 +78,95 @@ class Ports:
                 raise ValueError(f"{variable}: {raw!r} is not a port number (1-65535)")
             values[name] = int(raw)
         return cls(**values)
+
+
+@dataclass(frozen=True)
+class LocalPort:
+    """A port of a local service: the Ports field with its number, the variable it reads."""
+
+    field: str
+    variable: str
+
+
+@dataclass(frozen=True)
+class LocalService:
+    """One component as greenlane dev runs it: python -m greenlane.<name>.
+
+    The chart's components.<component> entry has the same port names, default numbers
+    and variables, the same readiness probe and metrics port
+    (tests/chart/test_components.py holds them equal), so what runs here is what runs
+    on Kubernetes. Adding a service: an entry here and one in the chart's values.yaml.
+    """
+
+    name: str
+    component: str
+    ports: Mapping[str, LocalPort]
+    ready: tuple[str, str]  # (port name, path) of the readiness probe
+    metrics: str  # the port name Prometheus scrapes (/metrics)
+    hosts: tuple[str, ...]  # variables naming the address to listen on (127.0.0.1 here)
+
+    def port(self, ports: Ports, name: str) -> int:
+        return int(getattr(ports, self.ports[name].field))
+
+    def env(self, ports: Ports) -> dict[str, str]:
+        env = dict.fromkeys(self.hosts, "127.0.0.1")
+        env.update({p.variable: str(getattr(ports, p.field)) for p in self.ports.values()})
+        return env
+
+    def ready_url(self, ports: Ports) -> str:
+        name, path = self.ready
+        return f"http://127.0.0.1:{self.port(ports, name)}{path}"
+
+    def metrics_target(self, ports: Ports) -> str:
+        return f"127.0.0.1:{self.port(ports, self.metrics)}"
+
+
+LOCAL_SERVICES: tuple[LocalService, ...] = (
+    LocalService(
+        "grid",
+        "grid",
+        {"http": LocalPort("grid", "GREENLANE_GRID_PORT")},
+        ready=("http", "/readyz"),
+        metrics="http",
+        hosts=("GREENLANE_GRID_HOST",),
+    ),
+    LocalService(
+        "ingestion",
+        "ingestion",
+        {
+            "grpc": LocalPort("ingestion", "GREENLANE_INGESTION_PORT"),
+            "http": LocalPort("booking_api", "GREENLANE_BOOKING_API_PORT"),
+            "metrics": LocalPort("ingestion_metrics", "GREENLANE_METRICS_PORT"),
+        },
+        ready=("metrics", "/readyz"),
+        metrics="metrics",
+        hosts=("GREENLANE_INGESTION_HOST", "GREENLANE_METRICS_HOST"),
+    ),
+    LocalService(
+        "pricing_worker",
+        "pricing-worker",
+        {"metrics": LocalPort("pricing_metrics", "GREENLANE_METRICS_PORT")},
+        ready=("metrics", "/readyz"),
+        metrics="metrics",
+        hosts=("GREENLANE_METRICS_HOST",),
+    ),
+    LocalService(
+        "planner",
+        "planner",
+        {"http": LocalPort("planner", "GREENLANE_PLANNER_PORT")},
+        ready=("http", "/readyz"),
+        metrics="http",
+        hosts=("GREENLANE_PLANNER_HOST",),
+    ),
+    LocalService(
+        "hub",
+        "hub",
+        {"http": LocalPort("hub", "GREENLANE_HUB_PORT")},
+        ready=("http", "/readyz"),
+        metrics="http",
+        hosts=("GREENLANE_HUB_HOST",),
+    ),
+)
 
 
 @dataclass
@@ -96,9 +198,12 @@ class DevStack:
     def logs(self) -> Path:
         return self.workdir / "logs"
 
-    def check_ports(self, services: list[str]) -> None:
+    def check_ports(self, services: list[str], observability: bool = False) -> None:
         """Fail before starting anything when a port we need is taken."""
         wanted = [
+            ("prometheus", "Prometheus (--observability)", observability),
+            ("redis_exporter", "the Redis exporter (--observability)", observability),
+            ("postgres_exporter", "the PostgreSQL exporter (--observability)", observability),
             ("redis", "Redis (Valkey)", "GREENLANE_REDIS_URL" not in self.env),
             ("kafka", "the Kafka broker", "GREENLANE_KAFKA_BOOTSTRAP_SERVERS" not in self.env),
             ("postgres", "PostgreSQL", "GREENLANE_DATABASE_URL" not in self.env),
@@ -107,6 +212,8 @@ class DevStack:
             ("booking_api", "the booking HTTP API", "ingestion" in services),
             ("grid", "the grid service", "grid" in services),
             ("pricing_metrics", "pricing worker metrics", "pricing_worker" in services),
+            ("planner", "the planner API", "planner" in services),
+            ("hub", "the hub and its web map", "hub" in services),
         ]
         for key, what, needed in wanted:
             if needed:
@@ -166,38 +273,20 @@ class DevStack:
         self.children.append(Child(name, proc, log_path, ready_url))
 
     def start_services(self, services: list[str]) -> None:
-        p = self.ports
-        if "grid" in services:
-            self.start_service(
-                "grid",
-                "greenlane.grid",
-                f"http://127.0.0.1:{p.grid}/readyz",
-                {"GREENLANE_GRID_HOST": "127.0.0.1", "GREENLANE_GRID_PORT": str(p.grid)},
-            )
-        if "ingestion" in services:
-            self.start_service(
-                "ingestion",
-                "greenlane.ingestion",
-                f"http://127.0.0.1:{p.ingestion_metrics}/readyz",
-                {
-                    "GREENLANE_INGESTION_HOST": "127.0.0.1",
-                    "GREENLANE_INGESTION_PORT": str(p.ingestion),
-                    "GREENLANE_METRICS_HOST": "127.0.0.1",
-                    "GREENLANE_METRICS_PORT": str(p.ingestion_metrics),
-                    "GREENLANE_BOOKING_API_PORT": str(p.booking_api),
-                },
-            )
-        if "pricing_worker" in services:
-            self.start_service(
-                "pricing_worker",
-                "greenlane.pricing_worker",
-                f"http://127.0.0.1:{p.pricing_metrics}/readyz",
-                {
-                    "GREENLANE_METRICS_HOST": "127.0.0.1",
-                    "GREENLANE_METRICS_PORT": str(p.pricing_metrics),
-                },
-            )
+        for service in LOCAL_SERVICES:
+            if service.name in services:
+                self.start_service(
+                    service.name,
+                    f"greenlane.{service.name}",
+                    service.ready_url(self.ports),
+                    service.env(self.ports),
+                )
         self.wait_ready(60.0)
+
+    def dashboard_url(self) -> str:
+        """The hub's map, the token in the URL fragment: browsers never send that part."""
+        token = self.settings.get("GREENLANE_API_TOKEN") or DEV_TOKEN
+        return f"http://127.0.0.1:{self.ports.hub}/#token={quote(token, safe='')}"
 
     def wait_ready(self, limit: float) -> None:
         deadline = time.monotonic() + limit

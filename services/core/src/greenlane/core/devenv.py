@@ -1,4 +1,11 @@
-"""The running `greenlane dev`'s settings file (.greenlane/dev.env), for local clients."""
+"""The running `greenlane dev`'s settings file (.greenlane/dev.env), for local clients.
+
+The file is an env file as pydantic-settings reads one (`env_file`, python-dotenv's
+format: `KEY=value`, `export KEY=value`, quotes, `#` comments). A settings class reads
+it with `Settings(_env_file=DEV_ENV_FILE)`: a GREENLANE_ variable still wins, a missing
+file holds nothing. For the few clients that need one value, or where it came from
+(to name the file in a message), `read_env_file` and `lookup` read it the same way.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +14,29 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, SettingsConfigDict
+
 DEV_ENV_FILE: Final = Path(".greenlane") / "dev.env"
 
 
+class _AnyKey(BaseSettings):
+    """Every key of an env file, whatever it is named (no field filters them)."""
+
+    model_config = SettingsConfigDict(extra="allow", case_sensitive=True)
+
+
 def read_env_file(path: Path = DEV_ENV_FILE) -> dict[str, str]:
-    """KEY=value lines (also `export KEY=value`, values optionally quoted), # comments.
+    """The file's KEY=value pairs, parsed by pydantic-settings' env-file reader.
 
     A missing or unreadable file holds nothing: there is simply no platform running here.
     """
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    if not path.is_file():
         return {}
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").strip().partition("=")
-        if not sep:
-            continue
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+    try:
+        values = DotEnvSettingsSource(_AnyKey, env_file=path, case_sensitive=True).env_vars
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def lookup(

@@ -8,7 +8,7 @@ directives of a file (see docs/database.md):
 
     -- greenlane: requires-extension timescaledb   run only where the extension exists
     -- greenlane: unless-extension timescaledb     run only where it does not
-    -- greenlane: no-transaction                   run statement by statement, autocommit
+    -- greenlane: no-transaction                   one statement, outside a transaction
 
 A migration whose condition does not hold is recorded as `skipped`, so a second run
 applies nothing and a database never changes path halfway through its life.
@@ -172,76 +172,6 @@ def load_migrations(directory: Path) -> list[Migration]:
     return found
 
 
-def split_statements(sql: str) -> list[str]:
-    """Split SQL text on top-level semicolons (outside quotes, comments and $$ bodies).
-
-    Needed for no-transaction files: PostgreSQL runs a multi-statement query string as
-    one implicit transaction, so each statement must be sent on its own.
-    """
-    statements: list[str] = []
-    start = 0
-    has_code = False
-    i = 0
-    n = len(sql)
-    while i < n:
-        ch = sql[i]
-        nxt = sql[i + 1] if i + 1 < n else ""
-        if ch == "-" and nxt == "-":
-            end = sql.find("\n", i)
-            i = n if end < 0 else end + 1
-            continue
-        if ch == "/" and nxt == "*":
-            depth, i = 1, i + 2  # PostgreSQL block comments nest
-            while i < n and depth:
-                if sql.startswith("/*", i):
-                    depth, i = depth + 1, i + 2
-                elif sql.startswith("*/", i):
-                    depth, i = depth - 1, i + 2
-                else:
-                    i += 1
-            continue
-        if ch == ";":
-            if has_code:
-                statements.append(sql[start:i].strip())
-            start, has_code, i = i + 1, False, i + 1
-            continue
-        if not ch.isspace():
-            has_code = True
-        if ch == "'":
-            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not _is_ident(sql[i - 2]))
-            i += 1
-            while i < n:
-                if escapes and sql[i] == "\\":
-                    i += 2
-                elif sql[i] == "'":
-                    if sql.startswith("''", i):
-                        i += 2
-                    else:
-                        break
-                else:
-                    i += 1
-            i += 1
-            continue
-        if ch == '"':
-            end = sql.find('"', i + 1)
-            i = n if end < 0 else end + 1
-            continue
-        if ch == "$" and (i == 0 or not _is_ident(sql[i - 1])):
-            tag = re.match(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$", sql[i:])
-            if tag:
-                end = sql.find(tag.group(0), i + len(tag.group(0)))
-                i = n if end < 0 else end + len(tag.group(0))
-                continue
-        i += 1
-    if has_code:
-        statements.append(sql[start:].strip())
-    return statements
-
-
-def _is_ident(ch: str) -> bool:
-    return ch.isalnum() or ch in "_$"
-
-
 def _record_sql(migration: Migration, outcome: Outcome) -> str:
     # Values are literals so that every executor runs the same text; each one is
     # constrained (digits, [a-z0-9_], hex, a fixed word), so quoting is enough.
@@ -282,10 +212,13 @@ def plan_migrations(
             sql = m.sql + "\n;\n" + _record_sql(m, "applied")
             plan.append(PlannedMigration(m, "applied", "", (Step(sql, transaction=True),)))
         else:
-            # Not atomic: every statement of such a file must be safe to run again
-            # (IF NOT EXISTS, if_not_exists => true) in case a run stops halfway.
-            steps = tuple(Step(s, transaction=False) for s in split_statements(m.sql))
-            steps += (Step(_record_sql(m, "applied"), transaction=True),)
+            # One statement, sent as it is, outside any transaction; executors send it so
+            # that PostgreSQL refuses a second statement (a multi-statement string would
+            # be one implicit transaction again). Recorded once it succeeded.
+            steps = (
+                Step(m.sql, transaction=False),
+                Step(_record_sql(m, "applied"), transaction=True),
+            )
             plan.append(PlannedMigration(m, "applied", "", steps))
     return plan
 
@@ -314,7 +247,10 @@ def _run_locked(session: SqlSession, migrations: Sequence[Migration]) -> list[Pl
             for step in planned.steps:
                 session.execute(step)
         except Exception as error:
-            raise MigrationFailed(f"migration {planned.name} failed: {error}") from error
+            hint = ""
+            if not planned.migration.directives.transaction:
+                hint = " (a no-transaction migration holds exactly one statement)"
+            raise MigrationFailed(f"migration {planned.name} failed: {error}{hint}") from error
         if planned.outcome == "applied":
             log.info("applied migration %s", planned.name)
         else:
@@ -334,7 +270,9 @@ class PsycopgSession:
             with self.conn.transaction():
                 self.conn.execute(step.sql.encode())
         else:
-            self.conn.execute(step.sql.encode())
+            # The extended protocol (prepare) takes one statement: PostgreSQL refuses a
+            # second one instead of wrapping both in an implicit transaction.
+            self.conn.execute(step.sql.encode(), prepare=True)
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         return list(self.conn.execute(sql.encode()).fetchall())

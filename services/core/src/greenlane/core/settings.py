@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from greenlane.core.errors import ConfigurationError
@@ -93,6 +93,22 @@ def check_tokens(tokens: list[SecretStr], environment: Environment) -> list[Secr
         if len(t.get_secret_value()) < 16:
             raise ValueError("every token must be at least 16 characters long")
     return tokens
+
+
+class TokenSettings(BaseServiceSettings):
+    """A service that answers only callers with one of GREENLANE_API_TOKENS."""
+
+    api_tokens: TokenList = Field(default_factory=list)
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return parse_tokens(value)
+
+    @field_validator("api_tokens", mode="after")
+    @classmethod
+    def _tokens(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
+        return check_tokens(value, info.data.get("environment", "production"))
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -1,42 +1,30 @@
-"""Telemetry: OpenTelemetry tracing and an HTTP endpoint for metrics and probes."""
+"""Telemetry: an HTTP endpoint for metrics and probes, trace context in Kafka headers.
+
+Spans are exported by greenlane.core.tracing (kept apart: its OTLP/gRPC exporter
+is a dependency only of the services that trace).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import os
+import socket
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
 import uvicorn
-from opentelemetry import propagate, trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry import propagate
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from greenlane.core.lifecycle import bind_socket
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
-
-
-def setup_tracing(service_name: str) -> TracerProvider:
-    """Install a tracer provider; spans are exported over OTLP only when configured."""
-    resource = Resource.create({"service.name": f"greenlane-{service_name}"})
-    provider = TracerProvider(resource=resource)
-    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    ):
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        log.info("exporting traces over OTLP")
-    trace.set_tracer_provider(provider)
-    return provider
 
 
 def inject_trace_headers() -> list[tuple[str, bytes]]:
@@ -93,22 +81,33 @@ class SignalNeutralServer(uvicorn.Server):
         yield
 
 
-class ProbeServer:
-    """Serves probes_app inside the service's event loop."""
+class HttpServer:
+    """Serves a Starlette app (probes and metrics, an HTTP API) inside the service's loop.
 
-    def __init__(self, app: Starlette, host: str, port: int) -> None:
+    The port is bound in start(), so a taken one raises ConfigurationError naming
+    `variable`; an async context manager, for an AsyncExitStack.
+    """
+
+    def __init__(
+        self, app: Starlette, host: str, port: int, *, variable: str = "GREENLANE_METRICS_PORT"
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.variable = variable
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
         )
         self._server = SignalNeutralServer(config)
         self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve())
+        self._socket = bind_socket(self.host, self.requested_port, self.variable)
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._socket]))
         while not self._server.started:
             if self._task.done():
-                self._task.result()  # surfaces a bind error
-                raise RuntimeError("probe server stopped during start-up")
+                self._task.result()
+                raise RuntimeError(f"the HTTP server on {self.variable} stopped during start-up")
             await asyncio.sleep(0.01)
 
     @property
@@ -116,9 +115,25 @@ class ProbeServer:
         for server in self._server.servers:
             for sock in server.sockets:
                 return int(sock.getsockname()[1])
-        raise RuntimeError("probe server is not listening")
+        raise RuntimeError("the HTTP server is not listening")
 
     async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:
             await self._task
+            self._task = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    async def __aenter__(self) -> HttpServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+
+# The former name (it served APIs too, not only probes), for code written before the
+# rename in parallel branches; remove once they are merged.
+ProbeServer = HttpServer

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
-import socket
 from collections.abc import Sequence
 from functools import partial
 
 import uvicorn
 
-from greenlane.core.errors import ConfigurationError
-from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core import cliargs
+from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import SignalNeutralServer, setup_tracing
+from greenlane.core.telemetry import SignalNeutralServer
+from greenlane.core.tracing import setup_tracing
 from greenlane.grid.app import create_app
 from greenlane.grid.settings import GridSettings
 
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
-
-
-def _port(value: str) -> int:
-    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
-    return int(value)
+PORT_VARIABLES = "GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port)"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -42,25 +38,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_GRID_HOST)")
     parser.add_argument(
-        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_GRID_PORT)"
+        "--port", type=cliargs.port, help="TCP port to listen on (default: $GREENLANE_GRID_PORT)"
     )
     return parser.parse_args(argv)
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bind before serving, so a taken port is a clear start-up error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"GREENLANE_GRID_HOST/GREENLANE_GRID_PORT (or --host/--port): "
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return sock
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -73,10 +53,14 @@ async def main(args: argparse.Namespace) -> int:
         overrides["grid_port"] = args.port
     settings = settings.model_copy(update=overrides)
     setup_logging("grid", settings.log_level, settings.log_format)
-    provider = setup_tracing("grid")
-    stop = shutdown_event()
-    try:
-        sock = _bind(settings.grid_host, settings.grid_port)
+    async with contextlib.AsyncExitStack() as stack:
+        provider = setup_tracing("grid")
+        stack.push_async_callback(asyncio.to_thread, provider.shutdown)
+        stop = shutdown_event()
+        # Bound before serving, so a taken port is a clear start-up error (exit 2).
+        sock = stack.enter_context(
+            bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
+        )
         config = uvicorn.Config(
             create_app(settings),
             log_config=None,  # keep the logging set up above
@@ -85,29 +69,31 @@ async def main(args: argparse.Namespace) -> int:
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = SignalNeutralServer(config)
-        with sock:
-            host, port = sock.getsockname()[:2]
-            log.info(
-                "grid service listening on http://%s:%s (tariff time zone %s)",
-                host,
-                port,
-                settings.tariff_timezone,
-            )
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            stopping = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                server.should_exit = True
-                stopping.cancel()
-                await serving
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        stack.push_async_callback(_drain, server, serving)
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "grid service listening on http://%s:%s (tariff time zone %s)",
+            host,
+            port,
+            settings.tariff_timezone,
+        )
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
         if not stop.is_set():
             log.error("grid server stopped without being asked to")
             return 1
-        log.info("grid service stopped")
-        return 0
-    finally:
-        await asyncio.to_thread(provider.shutdown)
+    log.info("grid service stopped")
+    return 0
+
+
+async def _drain(server: SignalNeutralServer, serving: asyncio.Task[None]) -> None:
+    """Stop accepting, let in-flight requests finish (uvicorn's graceful timeout)."""
+    server.should_exit = True
+    await serving
 
 
 def run(argv: Sequence[str] | None = None) -> None:

@@ -8,7 +8,7 @@ import logging
 from greenlane.core.lifecycle import run_service, shutdown_event, unless_stopped
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import setup_tracing
+from greenlane.core.tracing import setup_tracing
 from greenlane.ingestion.server import start_server
 from greenlane.ingestion.settings import IngestionSettings
 
@@ -19,18 +19,20 @@ async def main() -> int:
     settings = load_settings(IngestionSettings)
     setup_logging("ingestion", settings.log_level, settings.log_format)
     provider = setup_tracing("ingestion")
-    stop = shutdown_event()
-    running = await unless_stopped(stop, start_server(settings))
-    if running is None:
-        log.info("stopped before start-up completed")
-        provider.shutdown()
+    try:
+        stop = shutdown_event()
+        # A start-up failure has closed what it opened; ConfigurationError exits 2.
+        running = await unless_stopped(stop, start_server(settings))
+        if running is None:
+            log.info("stopped before start-up completed")
+            return 0
+        await stop.wait()
+        log.info("shutting down: draining streams for up to %.1fs", settings.shutdown_grace_seconds)
+        await running.stop(settings.shutdown_grace_seconds)
+        log.info("stopped")
         return 0
-    await stop.wait()
-    log.info("shutting down: draining streams for up to %.1fs", settings.shutdown_grace_seconds)
-    await running.stop(settings.shutdown_grace_seconds)
-    provider.shutdown()
-    log.info("stopped")
-    return 0
+    finally:
+        provider.shutdown()
 
 
 def run() -> None:

@@ -13,9 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from greenlane.core.auth import presented_token, token_is_valid
 from greenlane.core.events import CAR_ID_PATTERN, GEO_MAX_LAT
 from greenlane.core.http import problem
-from greenlane.ingestion.auth import token_is_valid
 from greenlane.ingestion.desk import BookingDesk
 
 log = logging.getLogger(__name__)
@@ -56,11 +56,7 @@ def create_api(desk: BookingDesk, tokens: list[SecretStr]) -> Starlette:
     """The API needs the same x-api-token as the gRPC service (or `Authorization: Bearer`)."""
 
     def authorize(request: Request) -> None:
-        presented = request.headers.get("x-api-token")
-        auth = request.headers.get("authorization", "")
-        if presented is None and auth.lower().startswith("bearer "):
-            presented = auth[7:].strip()
-        if not token_is_valid(presented, tokens):
+        if not token_is_valid(presented_token(request.headers), tokens):
             raise Problem(401, "missing or invalid x-api-token")
 
     async def stations(request: Request) -> Response:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from pydantic import SecretStr
 
+from greenlane.core.auth import token_is_valid
 from greenlane.core.wire import TOKEN_METADATA_KEY
 
 log = logging.getLogger(__name__)
@@ -22,16 +22,7 @@ PUBLIC_SERVICES = (
 )
 
 
-def token_is_valid(presented: str | bytes | None, tokens: Iterable[SecretStr]) -> bool:
-    """Constant-time comparison against every configured token."""
-    if presented is None:
-        return False
-    given = presented.encode() if isinstance(presented, str) else presented
-    ok = False
-    for token in tokens:
-        # Compare with all tokens, so timing does not tell which one nearly matched.
-        ok |= hmac.compare_digest(given, token.get_secret_value().encode())
-    return ok
+__all__ = ["PUBLIC_SERVICES", "TOKEN_METADATA_KEY", "TokenAuthInterceptor", "token_is_valid"]
 
 
 def _denied(kind: str) -> grpc.RpcMethodHandler[Any, Any]:

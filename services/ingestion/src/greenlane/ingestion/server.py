@@ -1,21 +1,27 @@
-"""Assembles the ingestion server: backends, pipeline, gRPC services, probes."""
+"""Assembles the ingestion server: backends, pipeline, gRPC services, probes.
+
+Start-up enters every part into one AsyncExitStack as it opens it: a failure at any
+step (the gRPC port taken, the booking API's port taken, ...) closes what was opened,
+in reverse order, and stop() later closes the same parts the same way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
+from greenlane.core.lifecycle import Readiness, bind_socket
 from greenlane.core.redis_state import CarStateStore, RedisClient, connect
-from greenlane.core.telemetry import ProbeServer, probes_app
+from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.ingestion import metrics
 from greenlane.ingestion.api import create_api
 from greenlane.ingestion.auth import TokenAuthInterceptor
@@ -30,6 +36,9 @@ from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = fleet_pb2.DESCRIPTOR.services_by_name["FleetTelemetry"].full_name
+PORT_VARIABLES = "GREENLANE_INGESTION_HOST/GREENLANE_INGESTION_PORT"
+# Streams that may wait to be served: a whole fleet's reconnection (gRPC's default is 1000).
+MAX_PENDING_STREAMS = 20_000
 
 
 @dataclass
@@ -38,87 +47,29 @@ class RunningServer:
 
     grpc_server: grpc.aio.Server
     port: int
-    probes: ProbeServer
+    probes: HttpServer
     pipeline: IngestPipeline
     health: health.aio.HealthServicer
     redis: RedisClient
     producer: object
-    api: ProbeServer
+    api: HttpServer
     desk: BookingDesk
-    sweeper: asyncio.Task[None]
+    readiness: Readiness
+    _stack: contextlib.AsyncExitStack = field(repr=False)
+    _grace: float = 0.0
 
     async def stop(self, grace: float) -> None:
         """Refuse new calls, let open ones finish within grace, drain the pipeline."""
+        self._grace = grace
+        await self._stack.aclose()
+
+    async def _stop_grpc(self) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.grpc_server.stop(grace)
-        self.sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.sweeper
-        await self.api.stop()
-        await self.pipeline.close()
-        await self.producer.stop()  # type: ignore[attr-defined]
-        await self.redis.aclose()
-        await self.probes.stop()
+        await self.grpc_server.stop(self._grace)
 
 
-async def start_server(settings: IngestionSettings) -> RunningServer:
-    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
-    # Flushes are whole record batches: waiting to fill them (linger) only adds latency.
-    producer = make_producer(
-        settings.kafka_bootstrap_servers, client_id="greenlane-ingestion", linger_ms=0
-    )
-
-    async def ready() -> Mapping[str, bool]:
-        try:
-            redis_ok = bool(await asyncio.wait_for(redis.ping(), 1.0))
-        except Exception:
-            redis_ok = False
-        # Until the pipeline exists (waiting for the broker), Kafka counts as not ready.
-        kafka_ok = pipelines[0].healthy if pipelines else False
-        return {"redis": redis_ok, "kafka": kafka_ok, "started": serving.is_set()}
-
-    serving = asyncio.Event()
-    pipelines: list[IngestPipeline] = []
-    probes = ProbeServer(probes_app(ready), settings.metrics_host, settings.metrics_port)
-    await probes.start()
-
-    await start_with_retry(producer.start, "Kafka broker " + settings.kafka_bootstrap_servers)
-    await start_with_retry(
-        lambda: ensure_topic(
-            settings.kafka_bootstrap_servers,
-            settings.fleet_events_topic,
-            partitions=settings.fleet_events_partitions,
-        ),
-        "Kafka topic creation",
-    )
-    pipeline = IngestPipeline(
-        CarStateStore(redis),
-        KafkaEventLog(producer, settings.fleet_events_topic),
-        max_flush_size=settings.max_flush_size,
-        ack_timeout=settings.ack_timeout_seconds,
-        max_pending=settings.max_pending,
-    )
-    pipeline.start()
-    pipelines.append(pipeline)
-    desk = BookingDesk(
-        BookingStore(
-            redis,
-            region=Region(settings.region),
-            ttl_ms=int(settings.booking_ttl_seconds * 1000),
-            max_radius_km=settings.booking_max_radius_km,
-            max_candidates=settings.booking_max_candidates,
-        ),
-        redis,
-        producer,
-        settings.fleet_events_topic,
-        threshold=settings.booking_threshold_percent,
-    )
-    api = ProbeServer(
-        create_api(desk, settings.api_tokens), settings.ingestion_host, settings.booking_api_port
-    )
-    await api.start()
-    sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))
-
+def _grpc_server(settings: IngestionSettings) -> tuple[grpc.aio.Server, int]:
+    """The gRPC server with its port bound: the first thing, so a taken port costs nothing."""
     server = grpc.aio.server(
         interceptors=[
             TokenAuthInterceptor(settings.api_tokens, lambda _m: metrics.AUTH_FAILURES.inc())
@@ -127,8 +78,114 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
             ("grpc.max_receive_message_length", 16 * 1024 * 1024),
             ("grpc.keepalive_time_ms", 60_000),
             ("grpc.http2.max_pings_without_data", 0),
+            # gRPC sets SO_REUSEPORT by default: a second ingestion would then share the
+            # port with the first, silently, instead of failing to start.
+            ("grpc.so_reuseport", 0),
+            # New streams wait in gRPC core until grpc.aio's loop takes them, one per turn;
+            # beyond 1000 waiting (3000 hard) core cancels them at random (CANCELLED at the
+            # client). A fleet reconnecting at once, while flushes keep the loop busy,
+            # exceeds that: measured in docs/benchmarks.md ("broken streams").
+            ("grpc.server.max_pending_requests", MAX_PENDING_STREAMS),
+            ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_STREAMS),
         ],
     )
+    address = f"{settings.ingestion_host}:{settings.ingestion_port}"
+    if settings.ingestion_port:
+        # The system's own reason ("Address already in use"), before gRPC logs its own.
+        bind_socket(settings.ingestion_host, settings.ingestion_port, PORT_VARIABLES).close()
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError:  # grpcio raises when the bind fails
+        port = 0
+    if port == 0:
+        raise ConfigurationError(
+            f"{PORT_VARIABLES}: cannot listen on {address}: the address is in use or invalid"
+        )
+    return server, port
+
+
+async def start_server(settings: IngestionSettings) -> RunningServer:
+    """Start every part; on any failure, close what was started and re-raise."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await _start(settings, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) -> RunningServer:
+    server, port = _grpc_server(settings)
+    listener = _Listener(server)
+    stack.push_async_callback(listener.release_unstarted)
+
+    readiness = Readiness()
+    started = readiness.flag("started")
+    readiness.add("kafka", lambda: False)  # until the pipeline exists (waiting for the broker)
+    probes = await stack.enter_async_context(
+        HttpServer(
+            probes_app(readiness),
+            settings.metrics_host,
+            settings.metrics_port,
+            variable="GREENLANE_METRICS_PORT",
+        )
+    )
+
+    # Callers wait for a free connection (bounded) rather than fail when all are busy.
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
+    stack.push_async_callback(redis.aclose)
+    readiness.add("redis", redis.ping)
+
+    # Flushes are whole record batches: waiting to fill them (linger) only adds latency.
+    producer = make_producer(
+        settings.kafka_bootstrap_servers, client_id="greenlane-ingestion", linger_ms=0
+    )
+    await start_with_retry(producer.start, "Kafka broker " + settings.kafka_bootstrap_servers)
+    stack.push_async_callback(producer.stop)
+    await start_with_retry(
+        lambda: ensure_topic(
+            settings.kafka_bootstrap_servers,
+            settings.fleet_events_topic,
+            partitions=settings.fleet_events_partitions,
+        ),
+        "Kafka topic creation",
+    )
+
+    pipeline = IngestPipeline(
+        CarStateStore(redis),
+        KafkaEventLog(producer, settings.fleet_events_topic),
+        max_flush_size=settings.max_flush_size,
+        ack_timeout=settings.ack_timeout_seconds,
+        max_pending=settings.max_pending,
+    )
+    pipeline.start()
+    stack.push_async_callback(pipeline.close)
+    readiness.add("kafka", lambda: pipeline.healthy)
+
+    desk = BookingDesk(
+        BookingStore(
+            redis,
+            ttl_ms=int(settings.booking_ttl_seconds * 1000),
+            max_radius_km=settings.booking_max_radius_km,
+            max_candidates=settings.booking_max_candidates,
+            region=Region(settings.region),
+        ),
+        redis,
+        producer,
+        settings.fleet_events_topic,
+        threshold=settings.booking_threshold_percent,
+    )
+    api = await stack.enter_async_context(
+        HttpServer(
+            create_api(desk, settings.api_tokens),
+            settings.ingestion_host,
+            settings.booking_api_port,
+            variable="GREENLANE_BOOKING_API_PORT",
+        )
+    )
+    sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))
+    stack.push_async_callback(_cancel, sweeper)
+
     fleet_pb2_grpc.add_FleetTelemetryServicer_to_server(
         FleetTelemetryService(
             pipeline,
@@ -143,16 +200,25 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.ingestion_host}:{settings.ingestion_port}")
-    if port == 0:
-        raise OSError(
-            f"cannot listen on {settings.ingestion_host}:{settings.ingestion_port} "
-            "(GREENLANE_INGESTION_PORT): the port is taken"
-        )
-    await server.start()
+    running = RunningServer(
+        server,
+        port,
+        probes,
+        pipeline,
+        health_servicer,
+        redis,
+        producer,
+        api,
+        desk,
+        readiness,
+        stack,
+    )
+    await listener.start()
+    # Last in, first out: streams drain before the sweeper, API and pipeline close.
+    stack.push_async_callback(running._stop_grpc)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    serving.set()
+    started.set()
     log.info(
         "ingestion listening on %s:%d (booking API on :%d, metrics on :%d)",
         settings.ingestion_host,
@@ -160,9 +226,34 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
         api.port,
         probes.port,
     )
-    return RunningServer(
-        server, port, probes, pipeline, health_servicer, redis, producer, api, desk, sweeper
-    )
+    return running
+
+
+@dataclass
+class _Listener:
+    """The gRPC server from its bind to its start: frees the port if start-up fails first.
+
+    grpc.aio keeps a bound, never-started server's socket even after stop(); starting
+    it (no service is registered yet) and stopping it releases the port.
+    """
+
+    server: grpc.aio.Server
+    started: bool = False
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.started = True
+
+    async def release_unstarted(self) -> None:
+        if not self.started:
+            await self.server.start()
+            await self.server.stop(None)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _sweep_forever(desk: BookingDesk, every: float) -> None:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field
 
-from greenlane.core.settings import BaseServiceSettings, TokenList, check_tokens, parse_tokens
+from greenlane.core.settings import TokenSettings
 
 
-class IngestionSettings(BaseServiceSettings):
-    """Where to listen, who may stream, and how writes are batched."""
+class IngestionSettings(TokenSettings):
+    """Where to listen, who may stream (GREENLANE_API_TOKENS), and how writes are batched."""
 
-    api_tokens: TokenList = Field(default_factory=list)
     ingestion_host: str = "0.0.0.0"  # noqa: S104 - a server for cars
     ingestion_port: int = Field(50051, ge=0, le=65535)
     fleet_events_partitions: int = Field(6, ge=1, le=1024)
@@ -33,13 +32,3 @@ class IngestionSettings(BaseServiceSettings):
     booking_max_candidates: int = Field(10, ge=1, le=100)
     booking_sweep_seconds: float = Field(5.0, gt=0, le=3600)
     booking_api_port: int = Field(8082, ge=0, le=65535)
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return parse_tokens(value)
-
-    @field_validator("api_tokens", mode="after")
-    @classmethod
-    def _tokens(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
-        return check_tokens(value, info.data.get("environment", "production"))

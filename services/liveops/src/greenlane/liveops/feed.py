@@ -31,7 +31,13 @@ from greenlane.liveops.consumer import (
     throttled,
 )
 from greenlane.liveops.filters import EventFilter
-from greenlane.liveops.format import format_event, format_invalid, status_text, summary_line
+from greenlane.liveops.format import (
+    format_event,
+    format_invalid,
+    session_statistics,
+    status_text,
+    summary_line,
+)
 from greenlane.liveops.options import Options
 from greenlane.liveops.stats import SessionStats, Snapshot
 
@@ -308,6 +314,7 @@ async def amain(options: Options, *, out: TextIO | None = None, err: TextIO | No
             )
             err.flush()
             return EXIT_FAILED
+    err.write("\n".join([*session_statistics(result.snapshot), ""]))
     err.write(summary_line(result.snapshot, result.reason) + "\n")
     err.flush()
     return EXIT_OK

@@ -18,8 +18,12 @@ GREEN_ABOVE: Final = 50.0
 RED_BELOW: Final = 20.0
 CRITICAL_BELOW: Final = 15.0
 
-CAR_ID_WIDTH: Final = 9  # "car-00042": longer ids push the line, shorter ones are padded
-CRITICAL_FLAG: Final = "CRITICAL BATTERY!"
+CAR_ID_WIDTH: Final = 10  # the seed's "CAR-001   ": longer ids push the line, shorter are padded
+CRITICAL_FLAG: Final = "⚠️  CRITICAL BATTERY!"
+# The seed's status dot for each battery band, and a pin for the other event types.
+BAND_DOTS: Final = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
+EVENT_MARK: Final = "📍"
+SEPARATOR: Final = " | "
 BOOKING_STYLE: Final = "cyan"
 WARNING_STYLE: Final = "dim"
 
@@ -47,15 +51,13 @@ def percent_text(pct: float) -> str:
 
 
 def clock(ms: int, tz: tzinfo | None = None) -> str:
-    """HH:MM:SS.mmm of a Unix-millisecond instant (local time unless tz is given)."""
-    # Integer arithmetic: ms / 1000 as a float can print 12.233 for 12.234.
-    seconds, millis = divmod(ms, 1000)
+    """[HH:MM:SS] of a Unix-millisecond instant (local time unless tz is given), as the seed."""
     try:
-        moment = datetime.fromtimestamp(seconds, tz)
+        moment = datetime.fromtimestamp(ms // 1000, tz)  # integer seconds: never rounded up
     except (ValueError, OverflowError, OSError):
         # A timestamp far outside the calendar (events are checked for sign, not range).
-        return "??:??:??.???"
-    return f"{moment:%H:%M:%S}.{millis:03d}"
+        return "[??:??:??]"
+    return f"[{moment:%H:%M:%S}]"
 
 
 def event_label(event_type: str) -> str:
@@ -64,24 +66,36 @@ def event_label(event_type: str) -> str:
 
 
 def format_event(event: Mapping[str, Any], *, tz: tzinfo | None = None) -> Text:
-    """One line per validated event, in the documented format (see README)."""
+    """One line per validated event, the seed's format (see README)::
+
+    [20:15:32] 🟢 CAR-001    | Battery:  85.3% | Location: (40.7234, -73.9876) | Speed: 45.2 km/h
+    """
     line = Text(no_wrap=True, overflow="ignore")
     line.append(clock(int(event["timestamp"]), tz))
-    line.append(f"  {str(event['car_id']).ljust(CAR_ID_WIDTH)}  ")
     event_type = str(event.get("event_type", "telemetry"))
     station = str(event.get("station_id") or "")
+    car = str(event["car_id"]).ljust(CAR_ID_WIDTH)
     if event_type != "telemetry":
-        label = event_label(event_type) + (f" station {station}" if station else "")
-        line.append(label)
-        line.stylize(BOOKING_STYLE, 0, len(line))
+        line.append(f" {EVENT_MARK} {car}{SEPARATOR}")
+        start = len(line)
+        line.append(event_label(event_type))
+        if station:
+            line.append(f"{SEPARATOR}Station: {station}")
+        line.stylize(BOOKING_STYLE, start, len(line))
         return line
     battery = float(event["battery"])
-    line.append(f"{float(event['lat']):.5f},{float(event['lon']):.5f}  battery ")
+    style = battery_style(battery)
+    line.append(" ")
+    line.append(BAND_DOTS[style])
+    line.append(f" {car}{SEPARATOR}Battery: ")
     # Width 5 keeps the columns aligned from "  0.0%" to "100.0%".
-    line.append(percent_text(battery), style=battery_style(battery))
-    line.append(f"  velocity {float(event['velocity']):.1f} km/h")
+    line.append(percent_text(battery), style=style)
+    line.append(
+        f"{SEPARATOR}Location: ({float(event['lat']):.4f}, {float(event['lon']):.4f})"
+        f"{SEPARATOR}Speed: {float(event['velocity']):.1f} km/h"
+    )
     if station:
-        line.append(f"  charging at {station}")
+        line.append(f"{SEPARATOR}Charging at {station}")
     if is_critical(battery):
         line.append(" ")
         line.append(CRITICAL_FLAG, style="bold red")
@@ -111,7 +125,7 @@ def format_invalid(
     shown_key = "-" if key is None else _one_line(key.decode("utf-8", "replace"), 64)
     where = f"partition {partition} offset {offset} key {shown_key}"
     return Text(
-        f"{clock(timestamp_ms, tz)}  skipped invalid message ({where}): {_one_line(error, 200)}",
+        f"{clock(timestamp_ms, tz)} skipped invalid message ({where}): {_one_line(error, 200)}",
         style=WARNING_STYLE,
         no_wrap=True,
         overflow="ignore",
@@ -149,3 +163,14 @@ def summary_line(snap: Snapshot, reason: str) -> str:
         f" below 20 % {snap.below_20:,}, critical {snap.critical:,},"
         f" charging {snap.charging:,}, avg battery {_percent(snap.average_battery)}"
     )
+
+
+def session_statistics(snap: Snapshot) -> list[str]:
+    """The seed's session statistics, printed when the feed ends: events, duration, rate."""
+    rate = snap.events / snap.elapsed_s if snap.elapsed_s > 0 else 0.0
+    return [
+        "📊 Session Statistics:",
+        f"   Total events: {snap.events:,}",
+        f"   Duration: {snap.elapsed_s:.1f}s",
+        f"   Events/sec: {rate:,.1f}",
+    ]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from greenlane.core import cliargs
 from greenlane.core.devenv import DEV_ENV_FILE, read_env_file
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.events import CAR_ID_PATTERN, FLEET_EVENTS_TOPIC
@@ -52,50 +52,10 @@ class Options:
 check_bootstrap = parse_host_ports
 
 
-def _arg(check: Callable[[str], object]) -> Callable[[str], object]:
-    def parse(text: str) -> object:
-        try:
-            return check(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
 def _car_id(text: str) -> str:
     if not CAR_ID_PATTERN.fullmatch(text):
         raise ValueError(f"{text!r} is not a car id (1 to 64 of A-Z a-z 0-9 _ . : -)")
     return text
-
-
-def _percent(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or not 0.0 <= value <= 100.0:
-        raise ValueError(f"must be a percentage from 0 to 100, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise ValueError(f"must be 1 or more, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"must be a finite number of seconds more than 0, got {text!r}")
-    return value
 
 
 def _topic(text: str) -> str:
@@ -110,6 +70,29 @@ def _group(text: str) -> str:
     return text
 
 
+# The argparse types of the feed and of `greenlane events`.
+car_id_arg = cliargs.checked(_car_id)
+positive_int_arg = cliargs.integer(1)
+seconds_arg = cliargs.seconds()
+
+
+def connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--bootstrap-servers and --topic, whose defaults come from resolve_connection."""
+    parser.add_argument(
+        "--bootstrap-servers",
+        type=cliargs.checked(check_bootstrap),
+        metavar="HOST:PORT",
+        help=f"Kafka brokers (default ${BOOTSTRAP_VARIABLE}, else {DEV_ENV_FILE} "
+        f"if it exists, else {DEFAULT_BOOTSTRAP})",
+    )
+    parser.add_argument(
+        "--topic",
+        type=cliargs.checked(_topic),
+        metavar="NAME",
+        help=f"topic (default ${TOPIC_VARIABLE}, else {DEV_ENV_FILE}, else {FLEET_EVENTS_TOPIC})",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags, shared by `python -m greenlane.liveops` and `greenlane liveops`."""
     add = parser.add_argument
@@ -117,13 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--car",
         dest="cars",
         action="append",
-        type=_arg(_car_id),
+        type=car_id_arg,
         metavar="ID",
         help="show only this car (repeat for several)",
     )
     add(
         "--below",
-        type=_arg(_percent),
+        type=cliargs.percent,
         metavar="PCT",
         help="show only events with a battery below PCT percent (0 to 100)",
     )
@@ -138,36 +121,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one JSON object per line on stdout, the event as received "
         "(no colours, no status line; for | jq)",
     )
-    add(
-        "--bootstrap-servers",
-        type=_arg(check_bootstrap),
-        metavar="HOST:PORT",
-        help=f"Kafka brokers (default ${BOOTSTRAP_VARIABLE}, else {DEV_ENV_FILE} "
-        f"if it exists, else {DEFAULT_BOOTSTRAP})",
-    )
-    add(
-        "--topic",
-        type=_arg(_topic),
-        metavar="NAME",
-        help=f"topic (default ${TOPIC_VARIABLE}, else {DEV_ENV_FILE}, else {FLEET_EVENTS_TOPIC})",
-    )
+    connection_arguments(parser)
     add(
         "--group",
-        type=_arg(_group),
+        type=cliargs.checked(_group),
         default=DEFAULT_GROUP,
         metavar="NAME",
         help=f"consumer group the read positions are committed under (default {DEFAULT_GROUP})",
     )
-    add(
-        "--max-events",
-        type=_arg(_positive_int),
-        metavar="N",
-        help="exit after showing N events",
-    )
-    add("--duration", type=_arg(_seconds), metavar="S", help="exit after S seconds")
+    add("--max-events", type=positive_int_arg, metavar="N", help="exit after showing N events")
+    add("--duration", type=seconds_arg, metavar="S", help="exit after S seconds")
     add(
         "--connect-timeout",
-        type=_arg(_seconds),
+        type=seconds_arg,
         default=DEFAULT_CONNECT_TIMEOUT_S,
         metavar="S",
         help=f"give up when the broker is unreachable this long at start "
@@ -181,21 +147,50 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
-def _from_env(
-    flag_value: str | None,
-    variable: str,
-    environ: Mapping[str, str],
-    dev_env: Callable[[], Mapping[str, str]],
-    dev_env_path: Path,
-) -> tuple[str | None, str]:
-    if flag_value is not None:
-        return flag_value, "flag"
-    if environ.get(variable):
-        return environ[variable], f"${variable}"
-    values = dev_env()
-    if values.get(variable):
-        return values[variable], str(dev_env_path)
-    return None, "default"
+def resolve_connection(
+    bootstrap_flag: str | None,
+    topic_flag: str | None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[str, str, str]:
+    """(bootstrap servers, where they came from, topic): the flag, else the variable,
+    else `.greenlane/dev.env` in cwd, else the built-in default.
+
+    A bad value from the environment or dev.env raises ConfigurationError naming it.
+    """
+    env = os.environ if environ is None else environ
+    dev_env_path = (cwd or Path.cwd()) / DEV_ENV_FILE
+    dev_env: dict[str, str] | None = None
+
+    def lookup(flag: str | None, variable: str) -> tuple[str | None, str]:
+        nonlocal dev_env
+        if flag is not None:
+            return flag, "flag"
+        if env.get(variable):
+            return env[variable], f"${variable}"
+        if dev_env is None:
+            dev_env = read_env_file(dev_env_path)
+        if dev_env.get(variable):
+            return dev_env[variable], str(dev_env_path)
+        return None, "default"
+
+    bootstrap, source = lookup(bootstrap_flag, BOOTSTRAP_VARIABLE)
+    if bootstrap is None:
+        bootstrap = DEFAULT_BOOTSTRAP
+    elif source != "flag":
+        try:
+            bootstrap = check_bootstrap(bootstrap)
+        except ValueError as exc:
+            raise ConfigurationError(f"{BOOTSTRAP_VARIABLE} (from {source}): {exc}") from None
+    topic, topic_source = lookup(topic_flag, TOPIC_VARIABLE)
+    if topic is None:
+        topic = FLEET_EVENTS_TOPIC
+    elif topic_source != "flag":
+        try:
+            topic = _topic(topic)
+        except ValueError as exc:
+            raise ConfigurationError(f"{TOPIC_VARIABLE} (from {topic_source}): {exc}") from None
+    return bootstrap, "--bootstrap-servers" if source == "flag" else source, topic
 
 
 def options_from_args(
@@ -204,40 +199,10 @@ def options_from_args(
     cwd: Path | None = None,
 ) -> Options:
     """Turn parsed flags into Options; a bad environment value raises ConfigurationError."""
-    env = os.environ if environ is None else environ
-    dev_env_path = (cwd or Path.cwd()) / DEV_ENV_FILE
-    cache: dict[str, str] | None = None
-
-    def dev_env() -> Mapping[str, str]:
-        nonlocal cache
-        if cache is None:
-            try:
-                cache = read_env_file(dev_env_path)
-            except OSError:
-                cache = {}
-        return cache
-
-    bootstrap, source = _from_env(
-        args.bootstrap_servers, BOOTSTRAP_VARIABLE, env, dev_env, dev_env_path
-    )
-    if bootstrap is None:
-        bootstrap = DEFAULT_BOOTSTRAP
-    elif source != "flag":
-        try:
-            bootstrap = check_bootstrap(bootstrap)
-        except ValueError as exc:
-            raise ConfigurationError(f"{BOOTSTRAP_VARIABLE} (from {source}): {exc}") from None
-    topic, topic_source = _from_env(args.topic, TOPIC_VARIABLE, env, dev_env, dev_env_path)
-    if topic is None:
-        topic = FLEET_EVENTS_TOPIC
-    elif topic_source != "flag":
-        try:
-            topic = _topic(topic)
-        except ValueError as exc:
-            raise ConfigurationError(f"{TOPIC_VARIABLE} (from {topic_source}): {exc}") from None
+    bootstrap, source, topic = resolve_connection(args.bootstrap_servers, args.topic, environ, cwd)
     return Options(
         bootstrap_servers=bootstrap,
-        bootstrap_source="--bootstrap-servers" if source == "flag" else source,
+        bootstrap_source=source,
         topic=topic,
         group=args.group,
         from_beginning=args.from_beginning,

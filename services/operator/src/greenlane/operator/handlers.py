@@ -23,6 +23,8 @@ from typing import Any, Final
 
 import kopf
 
+from greenlane.core.errors import ConfigurationError
+from greenlane.operator import metrics
 from greenlane.operator import status as st
 from greenlane.operator.job import (
     LABEL_GENERATION,
@@ -74,6 +76,7 @@ class Runtime:
             target=s.ingestion_addr,
             requests={"cpu": s.simulator_cpu_request, "memory": s.simulator_memory_request},
             limits={"cpu": s.simulator_cpu_limit, "memory": s.simulator_memory_limit},
+            pull_secrets=s.simulator_image_pull_secrets,
         )
 
 
@@ -121,6 +124,7 @@ def counted(handler_id: str) -> Callable[[Handler], Handler]:
 
 async def _patch_status(rt: Runtime, namespace: str, name: str, new: Mapping[str, Any]) -> None:
     await rt.client.merge_patch(fleetsimulation_path(namespace, name, "status"), {"status": new})
+    metrics.record_status(namespace, name, new)
 
 
 async def _delete_stale_jobs(
@@ -331,16 +335,63 @@ def _owner_name(job: Mapping[str, Any]) -> str | None:
     return None
 
 
-def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
-    """kopf's own minimal logins (no client library needed), shared with our KubeClient.
+SERVICE_ACCOUNT_TOKEN: Final = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+HOW_TO_LOG_IN: Final = (
+    "set KUBECONFIG to a kubeconfig file, or run in a pod with its service account token "
+    f"mounted ({SERVICE_ACCOUNT_TOKEN}, automountServiceAccountToken: true)"
+)
 
-    An explicit $KUBECONFIG wins, then the pod's service account, then ~/.kube/config.
+
+class ClusterUnusable(ConfigurationError):
+    """The Kubernetes API cannot be used as configured; the message says what to fix.
+
+    A ConfigurationError, so the operator exits with code 2 and this one line.
     """
-    info: kopf.ConnectionInfo | None
-    if os.environ.get("KUBECONFIG"):
-        info = kopf.login_with_kubeconfig(**kwargs)
-    else:
-        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    info: kopf.ConnectionInfo
+    source: str  # where they came from, for messages: never the secret itself
+
+
+def find_credentials(settings: kopf.OperatorSettings) -> Credentials:
+    """The documented order: $KUBECONFIG, else the pod's service account, else ~/.kube/config.
+
+    kopf's own minimal logins (no client library needed); a file that cannot be
+    used, or no credentials at all, is a ClusterUnusable saying how to log in.
+    """
+    kubeconfig = os.environ.get("KUBECONFIG")
+    source = f"KUBECONFIG={kubeconfig}" if kubeconfig else "~/.kube/config"
+    info: kopf.ConnectionInfo | None = None
+    if not kubeconfig:
+        info = kopf.login_with_service_account(settings=settings)
+        source = "the service account token" if info is not None else source
+    if info is None:
+        try:
+            info = kopf.login_with_kubeconfig(settings=settings)
+        except Exception as exc:  # noqa: BLE001 - any flaw of the file is the user's to fix
+            reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line
+            raise ClusterUnusable(
+                f"cannot use {source} to log in to Kubernetes ({reason}); {HOW_TO_LOG_IN}"
+            ) from None
+    if info is None:
+        raise ClusterUnusable(
+            "no Kubernetes credentials: KUBECONFIG is not set, no service account token is "
+            f"mounted and there is no ~/.kube/config; {HOW_TO_LOG_IN}"
+        )
+    if not info.server:
+        raise ClusterUnusable(f"{source} names no API server (clusters[].cluster.server)")
+    return Credentials(info, source)
+
+
+def login(memo: kopf.Memo, settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's login handler: the same credentials as the start-up check, shared with KubeClient."""
+    try:
+        info: kopf.ConnectionInfo | None = find_credentials(settings).info
+    except ClusterUnusable as exc:
+        log.error("%s", exc)  # kopf then reports that it ran out of credentials
+        info = None
     _runtime(memo).connection = info
     return info
 

@@ -41,6 +41,9 @@ class SimulatorDefaults:
     target: str
     requests: Mapping[str, str]
     limits: Mapping[str, str]
+    # Secrets the kubelet pulls the image with (a private registry): the chart passes its
+    # global.imagePullSecrets, the same the operator's own pod uses.
+    pull_secrets: tuple[str, ...] = ()
 
 
 def _digest(text: str, size: int = 6) -> str:
@@ -222,6 +225,10 @@ def build_job(
             },
         },
     }
+    if defaults.pull_secrets:
+        job["spec"]["template"]["spec"]["imagePullSecrets"] = [
+            {"name": name} for name in defaults.pull_secrets
+        ]
     if spec.duration_seconds is not None:
         job["spec"]["activeDeadlineSeconds"] = spec.duration_seconds + DEADLINE_MARGIN_S
     return job

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
 
 from greenlane.core.settings import BaseServiceSettings
 from greenlane.operator.spec import TARGET_PATTERN
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
+# A Secret's name: a DNS subdomain.
+SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class OperatorSettings(BaseServiceSettings):
@@ -20,6 +23,8 @@ class OperatorSettings(BaseServiceSettings):
     operator_namespace: str | None = None
     simulator_image: str = Field("greenlane-simulator:latest", min_length=1)
     simulator_pull_policy: PullPolicy = "IfNotPresent"
+    # GREENLANE_SIMULATOR_IMAGE_PULL_SECRETS: comma-separated Secret names for the Jobs.
+    simulator_image_pull_secrets: Annotated[tuple[str, ...], NoDecode] = ()
     # Where simulator pods connect when a FleetSimulation has no spec.target.
     ingestion_addr: str = "ingestion:50051"
     # kopf's liveness endpoint (the Deployment's livenessProbe).
@@ -37,6 +42,17 @@ class OperatorSettings(BaseServiceSettings):
         if not re.fullmatch(TARGET_PATTERN, value):
             raise ValueError("must be HOST:PORT with a port in 1..65535")
         return value
+
+    @field_validator("simulator_image_pull_secrets", mode="before")
+    @classmethod
+    def _pull_secrets(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        names = tuple(n.strip() for n in value.split(",") if n.strip())
+        for name in names:
+            if not SECRET_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a Secret name (lower-case DNS subdomain)")
+        return names
 
     @field_validator("operator_namespace")
     @classmethod

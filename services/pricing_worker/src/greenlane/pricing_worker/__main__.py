@@ -9,7 +9,7 @@ import logging
 from greenlane.core.lifecycle import run_service, shutdown_event, unless_stopped
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
-from greenlane.core.telemetry import setup_tracing
+from greenlane.core.tracing import setup_tracing
 from greenlane.pricing_worker.service import start_worker
 from greenlane.pricing_worker.settings import PricingWorkerSettings
 
@@ -23,12 +23,19 @@ async def main() -> int:
         # One line per grid request is noise; failures are logged by the worker itself.
         logging.getLogger("httpx").setLevel(logging.WARNING)
     provider = setup_tracing("pricing-worker")
+    try:
+        return await _serve(settings)
+    finally:
+        provider.shutdown()
+
+
+async def _serve(settings: PricingWorkerSettings) -> int:
     stop = shutdown_event()
-    # Start-up waits for Kafka as long as it takes; SIGTERM must still end it.
+    # Start-up waits for Kafka as long as it takes; SIGTERM must still end it. A failed
+    # start has closed what it opened; ConfigurationError exits 2.
     running = await unless_stopped(stop, start_worker(settings))
     if running is None:
         log.info("stopped before start-up completed")
-        provider.shutdown()
         return 0
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({stopped, running.task}, return_when=asyncio.FIRST_COMPLETED)
@@ -44,7 +51,6 @@ async def main() -> int:
     except Exception:
         log.exception("error while stopping")
         code = 1
-    provider.shutdown()
     log.info("stopped")
     return code
 

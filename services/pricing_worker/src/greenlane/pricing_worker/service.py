@@ -1,4 +1,8 @@
-"""Assembles the pricing worker: Kafka, the database pool, the grid client, probes."""
+"""Assembles the pricing worker: Kafka, the database pool, the grid client, probes.
+
+Every part is entered into one AsyncExitStack as it is opened: a failed start closes
+what it had opened (in reverse order), and stop() closes the same parts the same way.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.trace import TracerProvider
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
-from greenlane.core.telemetry import ProbeServer, probes_app
+from greenlane.core.lifecycle import Readiness
+from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.pricing_worker.grid import GridClient
 from greenlane.pricing_worker.pricer import Pricer
 from greenlane.pricing_worker.settings import PricingWorkerSettings
@@ -31,28 +36,27 @@ class RunningWorker:
 
     worker: PricingWorker
     pricer: Pricer
-    probes: ProbeServer
+    probes: HttpServer
     consumer: AIOKafkaConsumer
     producer: AIOKafkaProducer
     pool: psycopg_pool.AsyncConnectionPool
     client: GridClient
     task: asyncio.Task[None]
     refresher: asyncio.Task[None]
-    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_event: asyncio.Event
+    _stack: contextlib.AsyncExitStack = field(repr=False)
 
     async def stop(self) -> None:
         """Finish and commit the batch in flight, leave the group, close everything."""
+        await self._stack.aclose()
+
+    async def _finish(self) -> None:
         self.stop_event.set()
         try:
             await self.task
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.refresher
-            await self.consumer.stop()
-            await self.producer.stop()
-            await self.client.aclose()
-            await self.pool.close()
-            await self.probes.stop()
 
 
 async def start_worker(
@@ -62,21 +66,29 @@ async def start_worker(
 
     Spans go to the global tracer provider unless one is given (tests do).
     """
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await _start(settings, stack, tracer_provider)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+async def _start(
+    settings: PricingWorkerSettings,
+    stack: contextlib.AsyncExitStack,
+    tracer_provider: TracerProvider | None,
+) -> RunningWorker:
     bootstrap = settings.kafka_bootstrap_servers
-    started = asyncio.Event()
-    worker_ref: list[PricingWorker] = []
-
-    async def ready() -> dict[str, bool]:
-        checks = {"started": started.is_set()}
-        if worker_ref:
-            checks.update(await worker_ref[0].ready())
-        return checks
-
-    probes = ProbeServer(probes_app(ready), settings.metrics_host, settings.metrics_port)
-    await probes.start()
+    readiness = Readiness()
+    started = readiness.flag("started")
+    probes = await stack.enter_async_context(
+        HttpServer(probes_app(readiness), settings.metrics_host, settings.metrics_port)
+    )
 
     producer = make_producer(bootstrap, client_id=CLIENT_ID)
     await start_with_retry(producer.start, "Kafka broker " + bootstrap)
+    stack.push_async_callback(producer.stop)
     for topic, partitions in (
         (settings.fleet_events_topic, settings.fleet_events_partitions),
         (settings.dlq_topic, DLQ_PARTITIONS),
@@ -92,12 +104,14 @@ async def start_worker(
         timeout=settings.pricing_db_timeout_seconds,
     )
     await pool.open(wait=False)  # a database still starting is retried per batch
+    stack.push_async_callback(pool.close)
 
     client = GridClient(
         settings.grid_url,
         timeout=settings.pricing_http_timeout_seconds,
         max_connections=settings.pricing_http_concurrency,
     )
+    stack.push_async_callback(client.aclose)
     pricer = Pricer(
         client,
         resolution_ms=settings.pricing_quote_resolution_ms,
@@ -123,9 +137,10 @@ async def start_worker(
     worker = PricingWorker(
         settings, consumer, producer, pool, pricer, tracer_provider=tracer_provider
     )
-    worker_ref.append(worker)
+    readiness.add_group(worker.ready)
     consumer.subscribe([settings.fleet_events_topic], listener=worker.listener)
     await start_with_retry(consumer.start, "Kafka consumer " + bootstrap)
+    stack.push_async_callback(consumer.stop)
 
     stop = asyncio.Event()
     refresher = asyncio.create_task(
@@ -137,6 +152,11 @@ async def start_worker(
         )
     )
     task = asyncio.create_task(worker.run(stop))
+    running = RunningWorker(
+        worker, pricer, probes, consumer, producer, pool, client, task, refresher, stop, stack
+    )
+    # Last in, first out: the batch in flight is finished before the consumer closes.
+    stack.push_async_callback(running._finish)
     started.set()
     log.info(
         "pricing worker consuming %s as group %s (grid %s, metrics on :%d)",
@@ -145,6 +165,4 @@ async def start_worker(
         settings.grid_url,
         probes.port,
     )
-    return RunningWorker(
-        worker, pricer, probes, consumer, producer, pool, client, task, refresher, stop
-    )
+    return running

@@ -13,25 +13,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 
+from greenlane.core import cliargs
 from greenlane.core.errors import ConfigurationError
-from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.lifecycle import shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
 from greenlane.simulator.config import (
     DEFAULT_BBOX,
     DEFAULT_CHARGE_BELOW,
-    MAX_BATCH_SIZE,
     MAX_CARS,
-    MAX_CHANNELS,
-    MAX_CHARGE_SPEEDUP,
-    MAX_IN_FLIGHT,
-    MAX_INTERVAL,
-    MAX_PACK_KWH,
-    MAX_PREFIX,
     FleetConfig,
     parse_target,
 )
@@ -62,52 +55,6 @@ class Options:
     warmup: float = 0.0
 
 
-def _int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _seconds(*, allow_zero: bool, most: float = math.inf) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-            bound = "0 or more" if allow_zero else "more than 0"
-            raise argparse.ArgumentTypeError(f"must be a finite number {bound}, got {text!r}")
-        if value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}, got {text!r}")
-        return value
-
-    return parse
-
-
-def _number(*, low: float, high: float, low_open: bool = False) -> Callable[[str], float]:
-    """A finite number in [low, high], or (low, high] when low_open."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        too_low = value <= low if low_open else value < low
-        if not math.isfinite(value) or too_low or value > high:
-            left = "(" if low_open else "["
-            raise argparse.ArgumentTypeError(f"must be in {left}{low:g}, {high:g}], got {text!r}")
-        return value
-
-    return parse
-
-
 def _battery_range(text: str) -> tuple[float, float]:
     # Also "(5.0, 25.0)": what a wrapper writing a parsed value back with str() gives.
     try:
@@ -119,20 +66,12 @@ def _battery_range(text: str) -> tuple[float, float]:
     return low, high
 
 
-def _target(text: str) -> str:
-    try:
-        return parse_target(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+_target = cliargs.checked(parse_target)
 
 
-def _token(text: str) -> SecretStr:
-    # Never echo the value: it is a secret.
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    if any(not 0x20 <= ord(ch) < 0x7F for ch in text):
-        raise argparse.ArgumentTypeError("must be printable ASCII")
-    return SecretStr(text.strip())
+def _field(name: str, kind: str = "number") -> Callable[[str], Any]:
+    """The flag of a FleetConfig field: its bounds are the model's, written once there."""
+    return cliargs.for_field(FleetConfig, name, kind=kind)
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -161,24 +100,16 @@ def _summary_file(text: str) -> Path:
     return path
 
 
-def _prefix(text: str) -> str:
-    if not CAR_ID_PATTERN.fullmatch(text) or len(text) > MAX_PREFIX:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be 1 to {MAX_PREFIX} characters of [A-Za-z0-9_.:-]"
-        )
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Drive a simulated fleet against ingestion: one gRPC stream per car.",
     )
     add = parser.add_argument
-    add("--cars", type=_int_in(1, MAX_CARS), default=10, metavar="N", help="cars (default 10)")
+    add("--cars", type=_field("cars", "integer"), default=10, metavar="N", help="cars (default 10)")
     add(
         "--interval",
-        type=_seconds(allow_zero=True, most=MAX_INTERVAL),
+        type=_field("interval", "seconds"),
         metavar="S",
         help="seconds between two updates of a car (default 2.0; 0 means --saturate)",
     )
@@ -187,8 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="send each car's next update as soon as the previous one is answered (benchmarks)",
     )
-    add("--duration", type=_seconds(allow_zero=False), metavar="S", help="stop after S seconds")
-    add("--seed", type=_int_in(0, 2**63 - 1), metavar="N", help="seed for a reproducible fleet")
+    add("--duration", type=_field("duration", "seconds"), metavar="S", help="stop after S seconds")
+    add(
+        "--seed",
+        type=cliargs.integer(0, 2**63 - 1),
+        metavar="N",
+        help="seed for a reproducible fleet",
+    )
     add(
         "--target",
         type=_target,
@@ -197,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--token",
-        type=_token,
+        type=cliargs.validated_by(FleetConfig, "token"),
         metavar="TOKEN",
         help="x-api-token (default $GREENLANE_API_TOKEN, else the first of "
         "$GREENLANE_API_TOKENS, else the dev token); prefer the environment: "
@@ -205,27 +141,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--batch-size",
-        type=_int_in(1, MAX_BATCH_SIZE),
+        type=_field("batch_size", "integer"),
         default=1,
         metavar="N",
         help="> 1: send CarStatusBatch messages of N statuses on StreamTelemetryBatches",
     )
     add(
         "--channels",
-        type=_int_in(1, MAX_CHANNELS),
+        type=_field("channels", "integer"),
         metavar="N",
         help="gRPC connections to share the streams (default one per 500 cars)",
     )
     add(
         "--max-in-flight",
-        type=_int_in(1, MAX_IN_FLIGHT),
+        type=_field("max_in_flight", "integer"),
         default=1,
         metavar="N",
         help="unanswered messages a stream may have (default 1)",
     )
     add(
         "--car-prefix",
-        type=_prefix,
+        type=cliargs.validated_by(FleetConfig, "car_prefix"),
         default="car",
         metavar="P",
         help="car ids are P-00000, P-00001, ... (default car)",
@@ -252,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--charge-below",
-        type=_number(low=0.0, high=100.0),
+        type=_field("charge_below"),
         default=DEFAULT_CHARGE_BELOW,
         metavar="PCT",
         help="a driving car below PCT %% (or at 0 %%) asks for a booking with request_booking "
@@ -261,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--charge-speedup",
-        type=_number(low=0.0, high=MAX_CHARGE_SPEEDUP, low_open=True),
+        type=_field("charge_speedup"),
         default=1.0,
         metavar="X",
         help="charge X times faster than real time (default 1: 150 kW on a 75 kWh pack adds "
@@ -269,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--pack-kwh",
-        type=_number(low=0.0, high=MAX_PACK_KWH, low_open=True),
+        type=_field("pack_kwh"),
         default=DEFAULT_PACK_KWH,
         metavar="KWH",
         help=f"battery pack capacity, for the charging rate (default {DEFAULT_PACK_KWH:g})",
@@ -282,14 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--drain-timeout",
-        type=_seconds(allow_zero=True),
+        type=_field("drain_timeout", "seconds"),
         default=5.0,
         metavar="S",
         help="at the end, wait this long for outstanding answers (default 5)",
     )
     add(
         "--warmup",
-        type=_seconds(allow_zero=True),
+        type=cliargs.seconds(zero=True),
         default=0.0,
         metavar="S",
         help="benchmarks: also report a 'steady' rate and latency of the messages sent "

@@ -104,7 +104,7 @@ class FleetConfig(BaseModel):
     @classmethod
     def _prefix(cls, value: str) -> str:
         if not CAR_ID_PATTERN.fullmatch(value):
-            raise ValueError(f"must match {CAR_ID_PATTERN.pattern}")
+            raise ValueError(f"must be 1 to {MAX_PREFIX} characters of [A-Za-z0-9_.:-]")
         return value
 
     @field_validator("bbox")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import os
 import signal
 import threading
@@ -18,26 +17,17 @@ from rich.table import Table
 
 from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
+from greenlane.core import cliargs
 from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.core.logs import setup_logging
-from greenlane.simulator.config import MAX_CARS, MAX_INTERVAL
+from greenlane.simulator.config import FleetConfig
 
 log = logging.getLogger(__name__)
 
 
-def _positive(kind: type[int] | type[float], *, zero: bool, most: float = math.inf) -> Any:
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else '> 0'}")
-        if value > most:
-            raise argparse.ArgumentTypeError(f"must be at most {most:g}")
-        return value
-
-    return parse
+# The simulator's own limits, read from its config model: dev refuses what it would.
+_MOST_CARS = int(cliargs.field_bounds(FleetConfig, "cars").high or 0)
+_MOST_INTERVAL = float(cliargs.field_bounds(FleetConfig, "interval").high or 0)
 
 
 def add_parser(sub: Any) -> None:
@@ -51,20 +41,19 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument(
         "--cars",
-        # The simulator's own limits: dev must refuse what its simulator would.
-        type=_positive(int, zero=True, most=MAX_CARS),
+        type=cliargs.integer(0, _MOST_CARS),
         default=50,
         help="simulated cars (0: no simulator; default 50)",
     )
     p.add_argument(
         "--interval",
-        type=_positive(float, zero=False, most=MAX_INTERVAL),
+        type=cliargs.seconds(most=_MOST_INTERVAL),
         default=2.0,
         help="seconds between two updates of a car (default 2)",
     )
     p.add_argument(
         "--duration",
-        type=_positive(float, zero=False),
+        type=cliargs.seconds(),
         default=None,
         help="stop after this many seconds and print a summary",
     )
@@ -73,6 +62,12 @@ def add_parser(sub: Any) -> None:
         type=Path,
         default=Path(".greenlane"),
         help="data, logs and dev.env (default .greenlane/)",
+    )
+    p.add_argument(
+        "--observability",
+        action="store_true",
+        help="also run Prometheus (a prometheus binary on PATH, e.g. Debian's) scraping every "
+        "service, with the alert rules, and the Redis and PostgreSQL exporters when on PATH",
     )
     p.add_argument("--quiet", action="store_true", help="no live feed and no status line")
     p.add_argument(
@@ -83,11 +78,13 @@ def add_parser(sub: Any) -> None:
 
 
 def _services() -> list[str]:
-    wanted = ["grid", "ingestion", "pricing_worker"]
+    wanted = ["grid", "ingestion", "pricing_worker", "planner", "hub"]
     return [s for s in wanted if available(f"greenlane.{s}.__main__")]
 
 
-def _endpoints(stack: DevStack, services: list[str]) -> Table:
+def _endpoints(
+    stack: DevStack, services: list[str], more: list[tuple[str, str]] | None = None
+) -> Table:
     p = stack.ports
     table = Table(title="GreenLane dev platform", title_justify="left")
     table.add_column("what")
@@ -110,6 +107,11 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
         rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
+    if "planner" in services:
+        rows.append(("planner API", f"http://127.0.0.1:{p.planner}/api/planner/solve  (POST)"))
+    if "hub" in services:
+        rows.append(("hub (live map, WebSocket)", f"http://127.0.0.1:{p.hub}  (metrics /metrics)"))
+    rows += more or []
     rows += [
         ("settings", f"source {stack.workdir / 'dev.env'}"),
         ("logs", str(stack.logs)),
@@ -122,16 +124,18 @@ def _endpoints(stack: DevStack, services: list[str]) -> Table:
 async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
     """The live ops feed (greenlane liveops) in this terminal, until stop."""
     from greenlane.liveops.feed import run_feed
+    from greenlane.liveops.format import session_statistics
     from greenlane.liveops.options import Options
 
     console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
-    await run_feed(
+    result = await run_feed(
         Options(
             bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
             topic=stack.topic,
         ),
         stop,
     )
+    console.print("\n".join(session_statistics(result.snapshot)), highlight=False)
 
 
 async def _rows(stack: DevStack) -> int | None:
@@ -279,13 +283,21 @@ def main(args: argparse.Namespace) -> int:
     stack = DevStack(args.workdir.resolve(), ports, dict(os.environ))
     services = _services()
     try:
-        stack.check_ports(services)
+        stack.check_ports(services, observability=args.observability)
         stack.start_servers()
         stack.write_env_file()
         _migrate(stack, console)
         _load_stations(stack, console)
         stack.start_services(services)
-        console.print(_endpoints(stack, services))
+        observed: list[tuple[str, str]] = []
+        if args.observability:
+            from greenlane.cli.observability import start_observability
+
+            observed = start_observability(stack, services)
+        console.print(_endpoints(stack, services, observed))
+        if "hub" in services:
+            # One unbroken line, so a terminal can open it: the token rides in the fragment.
+            console.print(f"dashboard: {stack.dashboard_url()}", soft_wrap=True, highlight=False)
         # Started before the event loop exists: from a single-threaded parent the kernel
         # can stop it if this process is killed (see embedded.spawn).
         simulator = None

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from greenlane.cli import reports
+from greenlane.core import cliargs
 from greenlane.core.db import (
     DATABASE_URL_VARIABLE,
     DEFAULT_DATABASE_URL,
@@ -25,37 +26,6 @@ from greenlane.core.db import (
 from greenlane.core.errors import BackendUnavailable
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-
-def int_in(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return parse
-
-
-def iso_datetime(text: str) -> datetime:
-    """ISO-8601 date or date-time; without a zone it is UTC."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO-8601 time (e.g. 2026-05-01T14:00:00Z)"
-        ) from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def database_options() -> argparse.ArgumentParser:
@@ -84,12 +54,15 @@ def add_parser(sub: Any) -> None:
     car.add_argument("car_id", metavar="CAR_ID")
     car.add_argument(
         "--limit",
-        type=int_in(1, reports.MAX_LIMIT),
+        type=cliargs.integer(1, reports.MAX_LIMIT),
         default=20,
         help="how many events (default 20)",
     )
     car.add_argument(
-        "--since", type=iso_datetime, metavar="ISO", help="only events at or after this time"
+        "--since",
+        type=cliargs.iso_datetime,
+        metavar="ISO",
+        help="only events at or after this time",
     )
 
     prices = kinds.add_parser(
@@ -97,13 +70,13 @@ def add_parser(sub: Any) -> None:
     )
     prices.add_argument(
         "--hours",
-        type=int_in(1, reports.MAX_HOURS),
+        type=cliargs.integer(1, reports.MAX_HOURS),
         default=24,
         help="how many hourly buckets, ending with the hour of --until (default 24)",
     )
     prices.add_argument("--station", metavar="ID", help="only events at this station")
     prices.add_argument(
-        "--until", type=iso_datetime, metavar="ISO", help="last hour to show (default now)"
+        "--until", type=cliargs.iso_datetime, metavar="ISO", help="last hour to show (default now)"
     )
 
     stations = kinds.add_parser(
@@ -111,7 +84,7 @@ def add_parser(sub: Any) -> None:
     )
     stations.add_argument(
         "--day",
-        type=iso_date,
+        type=cliargs.iso_date,
         metavar="YYYY-MM-DD",
         default=None,
         help="the UTC day (default today)",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from pathlib import Path
 from typing import Any, Final
@@ -21,7 +20,7 @@ from typing import Any, Final
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from greenlane.core.devenv import read_env_file
+from greenlane.core.devenv import DEV_ENV_FILE
 from greenlane.core.errors import ConfigurationError
 from greenlane.operator.job import run_args
 from greenlane.operator.spec import FleetSimulationSpec, SpecError, parse_manifest
@@ -42,7 +41,6 @@ FROM_THE_FILE: Final = {
     "bbox": "spec.region / spec.boundingBox",
     "shard": "spec.parallelism",
 }
-_SETTINGS_FROM_DEV_ENV: Final = ("ingestion_addr", "api_token", "api_tokens")
 
 
 def add_parser(subparsers: Any) -> None:
@@ -98,14 +96,9 @@ def _given(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[st
 
 def _settings() -> SimulatorSettings:
     """The environment, falling back to a running `greenlane dev`'s .greenlane/dev.env."""
-    dev_env = read_env_file()
-    overrides: dict[str, Any] = {}
-    for field in _SETTINGS_FROM_DEV_ENV:
-        name = f"GREENLANE_{field.upper()}"
-        if name not in os.environ and dev_env.get(name):
-            overrides[field] = dev_env[name]
     try:
-        return SimulatorSettings(**overrides)
+        # pydantic-settings' env_file: a GREENLANE_ variable wins over the file.
+        return SimulatorSettings(_env_file=DEV_ENV_FILE)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = "; ".join(
             f"GREENLANE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()

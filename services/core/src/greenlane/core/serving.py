@@ -1,0 +1,54 @@
+"""Serving an ASGI app from a service's main(): bind first, serve until SIGTERM, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import socket
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from greenlane.core.errors import ConfigurationError
+from greenlane.core.telemetry import SignalNeutralServer
+
+
+def bind_listener(host: str, port: int, variables: str) -> socket.socket:
+    """A bound TCP socket; a taken port or a bad address is a start-up error naming the
+    settings that choose them (`variables`, e.g. "GREENLANE_PLANNER_HOST/..._PORT")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"{variables}: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+async def serve_until_stopped(
+    app: ASGIApp, sock: socket.socket, stop: asyncio.Event, grace_seconds: float
+) -> bool:
+    """Serve app on sock until stop is set, then let in-flight requests finish (up to
+    grace_seconds). True when it stopped because stop was set, False when the server
+    ended on its own."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # keep the service's logging
+        access_log=False,  # requests are counted in /metrics
+        lifespan="off",
+        timeout_graceful_shutdown=math.ceil(grace_seconds),
+    )
+    server = SignalNeutralServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        await serving
+    return stop.is_set()

@@ -1,0 +1,134 @@
+"""Entry point: python -m greenlane.hub serves the live fleet until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import socket
+from collections.abc import Sequence
+from functools import partial
+
+import uvicorn
+
+from greenlane.core.errors import ConfigurationError
+from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.logs import setup_logging
+from greenlane.core.settings import load_settings
+from greenlane.core.telemetry import SignalNeutralServer
+from greenlane.core.tracing import setup_tracing
+from greenlane.hub.app import assets_present, create_app
+from greenlane.hub.service import HubService, web_dir
+from greenlane.hub.settings import HubSettings
+
+log = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def _port(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
+    return int(value)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; they override the GREENLANE_* environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m greenlane.hub",
+        description=(
+            "GreenLane hub: follows fleet-events and serves the live fleet "
+            "(GET /api/snapshot, WS /ws?since=SEQ, GET /api/cars/ID, the web map at /, "
+            "/healthz, /readyz, /metrics). Configured by GREENLANE_* environment variables; "
+            "stops cleanly on SIGTERM."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default: $GREENLANE_HUB_HOST)")
+    parser.add_argument(
+        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_HUB_PORT, 8090)"
+    )
+    return parser.parse_args(argv)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before serving, so a taken port is a clear start-up error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"GREENLANE_HUB_HOST/GREENLANE_HUB_PORT (or --host/--port): "
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
+def server_for(service: HubService) -> SignalNeutralServer:
+    config = uvicorn.Config(
+        create_app(service),
+        log_config=None,
+        access_log=False,  # URLs never carry the token, but clients are counted in /metrics
+        lifespan="off",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # one encoding of a frame serves every client
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+    return SignalNeutralServer(config)
+
+
+async def main(args: argparse.Namespace) -> int:
+    settings = load_settings(HubSettings)
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["hub_host"] = args.host
+    if args.port is not None:
+        overrides["hub_port"] = args.port
+    settings = settings.model_copy(update=overrides)
+    setup_logging("hub", settings.log_level, settings.log_format)
+    provider = setup_tracing("hub")
+    stop = shutdown_event()
+    service = HubService(settings)
+    try:
+        sock = bind(settings.hub_host, settings.hub_port)
+        if not assets_present(web_dir(settings)):
+            log.warning(
+                "the dashboard is not built (%s is missing): run `make web` with Node.js 20+; "
+                "the API and the WebSocket work without it",
+                web_dir(settings) / "index.html",
+            )
+        await service.start()
+        server = server_for(service)
+        with sock:
+            host, port = sock.getsockname()[:2]
+            log.info(
+                "hub listening on http://%s:%s (topic %s)", host, port, settings.fleet_events_topic
+            )
+            serving = asyncio.create_task(server.serve(sockets=[sock]))
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                server.should_exit = True
+                stopping.cancel()
+                await service.stop()
+                await serving
+        if not stop.is_set():
+            log.error("hub server stopped without being asked to")
+            return 1
+        log.info("hub stopped")
+        return 0
+    finally:
+        await asyncio.to_thread(provider.shutdown)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = parse_args(argv)
+    run_service(partial(main, args))
+
+
+if __name__ == "__main__":
+    run()

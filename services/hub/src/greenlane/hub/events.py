@@ -1,0 +1,175 @@
+"""Decoding fleet-events messages into hub updates; anything else is counted, never fatal."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+from greenlane.core.errors import InvalidField
+from greenlane.core.events import CAR_ID_PATTERN, EVENT_TYPES, CarState, validate_car_status
+
+CHARGING_PLAN: Final = "charging_plan"
+BOOKING_ENDS: Final = frozenset({"booking_fulfilled", "booking_expired", "booking_cancelled"})
+# Label values of greenlane_hub_events_total besides the known event types: a bounded set,
+# so a producer cannot blow up the metric's cardinality with made-up types.
+UNKNOWN: Final = "unknown"
+MALFORMED: Final = "malformed"
+MAX_PLAN_SLOTS: Final = 2000
+MAX_TEXT: Final = 500
+
+
+@dataclass(frozen=True, slots=True)
+class CarEvent:
+    """telemetry and booking_* events: the car's latest state, and the booking if any."""
+
+    event_type: str
+    car: CarState
+    booking_id: str = ""
+    expires_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEvent:
+    """A charging_plan: the car's plan as the dashboard shows it (JSON-ready)."""
+
+    car_id: str
+    plan: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message the hub does not apply: an unknown event type or a malformed message."""
+
+    label: str  # UNKNOWN or MALFORMED
+    reason: str
+
+
+Decoded = CarEvent | PlanEvent | Skipped
+
+
+def _number(data: dict[str, Any], name: str, *, required: bool = True) -> float | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField(name, "must be a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidField(name, "must be finite")
+    return number
+
+
+def _integer(data: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidField(name, "must be an integer")
+    return value
+
+
+def _ident(data: dict[str, Any], name: str, *, required: bool = True) -> str:
+    value = data.get(name)
+    if value in (None, "") and not required:
+        return ""
+    if not isinstance(value, str) or not CAR_ID_PATTERN.fullmatch(value):
+        raise InvalidField(name, "must be 1 to 64 letters, digits and _ . : -")
+    return value
+
+
+def _car_event(data: dict[str, Any], event_type: str) -> CarEvent:
+    car_id = data.get("car_id")
+    if not isinstance(car_id, str):
+        raise InvalidField("car_id", "must be a string")
+    numbers = {n: _number(data, n) for n in ("lat", "lon", "battery", "velocity")}
+    timestamp = _integer(data, "timestamp")
+    assert timestamp is not None
+    station_id = data.get("station_id") or ""
+    if not isinstance(station_id, str):
+        raise InvalidField("station_id", "must be a string")
+    car = validate_car_status(
+        car_id,
+        numbers["lat"] or 0.0,
+        numbers["lon"] or 0.0,
+        numbers["battery"] or 0.0,
+        numbers["velocity"] or 0.0,
+        timestamp,
+        timestamp,  # replayed events are old: only their own consistency is checked here
+        station_id,
+    )
+    if event_type == "telemetry":
+        return CarEvent(event_type, car)
+    booking_id = _ident(data, "booking_id")
+    expires_at = _integer(data, "expires_at", required=event_type == "booking_created") or 0
+    return CarEvent(event_type, car, booking_id, expires_at)
+
+
+def _plan_event(data: dict[str, Any]) -> PlanEvent:
+    car_id = _ident(data, "car_id")
+    plan: dict[str, Any] = {
+        "car_id": car_id,
+        "site_id": _ident(data, "site_id", required=False),
+        "station_id": _ident(data, "station_id", required=False),
+    }
+    for name in ("timestamp", "start", "setpoint_until", "slot_minutes"):
+        plan[name] = _integer(data, name, required=name != "slot_minutes")
+    if plan["slot_minutes"] is not None and not 0 < plan["slot_minutes"] <= 1440:
+        raise InvalidField("slot_minutes", "must be within 1..1440")
+    for name in ("expected_kwh", "expected_cost", "shortfall_kwh", "setpoint_kw"):
+        plan[name] = _number(data, name, required=name == "setpoint_kw")
+    power = data.get("power_kw", [])
+    if not isinstance(power, list) or len(power) > MAX_PLAN_SLOTS:
+        raise InvalidField("power_kw", f"must be a list of at most {MAX_PLAN_SLOTS} numbers")
+    slots = []
+    for value in power:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidField("power_kw", "must hold finite numbers only")
+        slots.append(round(float(value), 3))
+    plan["power_kw"] = slots
+    feasible = data.get("feasible", True)
+    if not isinstance(feasible, bool):
+        raise InvalidField("feasible", "must be true or false")
+    plan["feasible"] = feasible
+    reason = data.get("reason") or ""
+    if not isinstance(reason, str):
+        raise InvalidField("reason", "must be a string")
+    plan["reason"] = reason[:MAX_TEXT]
+    return PlanEvent(car_id, {k: v for k, v in plan.items() if v is not None and v != ""})
+
+
+def decode(raw: bytes | None) -> Decoded:
+    """One message of fleet-events, decoded; never raises."""
+    if raw is None:
+        return Skipped(MALFORMED, "value: missing (a tombstone record)")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:  # bad JSON, bad UTF-8, an integer too long to parse
+        return Skipped(MALFORMED, f"value: is not JSON: {exc}")
+    if not isinstance(data, dict):
+        return Skipped(MALFORMED, "value: must be a JSON object")
+    event_type = data.get("event_type", "telemetry")
+    try:
+        if event_type == CHARGING_PLAN:
+            return _plan_event(data)
+        if event_type in EVENT_TYPES:
+            return _car_event(data, event_type)
+    except InvalidField as exc:
+        return Skipped(MALFORMED, str(exc))
+    except (OverflowError, TypeError) as exc:
+        return Skipped(MALFORMED, f"value: {exc}")
+    return Skipped(UNKNOWN, "event_type: not one the hub knows")
+
+
+def event_label(decoded: Decoded) -> str:
+    """The event_type label of greenlane_hub_events_total for a decoded message."""
+    if isinstance(decoded, Skipped):
+        return decoded.label
+    if isinstance(decoded, PlanEvent):
+        return CHARGING_PLAN
+    return decoded.event_type

@@ -1,0 +1,1 @@
+"""GreenLane planner: one joint charging plan per site, solved as an LP with HiGHS."""

@@ -1,0 +1,86 @@
+"""Entry point: python -m greenlane.planner serves the planner's API until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections.abc import Sequence
+from functools import partial
+
+from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.logs import setup_logging
+from greenlane.core.serving import bind_listener, serve_until_stopped
+from greenlane.core.settings import load_settings
+from greenlane.core.tracing import setup_tracing
+from greenlane.planner.api import create_app
+from greenlane.planner.settings import PlannerSettings
+
+log = logging.getLogger("greenlane.planner")
+
+
+def _port(value: str) -> int:
+    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
+    return int(value)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options; they override the GREENLANE_* environment."""
+    parser = argparse.ArgumentParser(
+        prog="python -m greenlane.planner",
+        description=(
+            "GreenLane planner: joint charging plans per site. Serves POST "
+            "/api/planner/solve (what-if), /healthz, /readyz and /metrics. Configured by "
+            "GREENLANE_* environment variables (GREENLANE_API_TOKENS is required); stops "
+            "cleanly on SIGTERM."
+        ),
+    )
+    parser.add_argument("--host", help="address to listen on (default: $GREENLANE_PLANNER_HOST)")
+    parser.add_argument(
+        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_PLANNER_PORT)"
+    )
+    return parser.parse_args(argv)
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT, then let in-flight solves finish and return 0."""
+    settings = load_settings(PlannerSettings)
+    overrides: dict[str, object] = {}
+    if args.host is not None:
+        overrides["planner_host"] = args.host
+    if args.port is not None:
+        overrides["planner_port"] = args.port
+    settings = settings.model_copy(update=overrides)
+    setup_logging("planner", settings.log_level, settings.log_format)
+    provider = setup_tracing("planner")
+    stop = shutdown_event()
+    try:
+        sock = bind_listener(
+            settings.planner_host,
+            settings.planner_port,
+            "GREENLANE_PLANNER_HOST/GREENLANE_PLANNER_PORT (or --host/--port)",
+        )
+        with sock:
+            host, port = sock.getsockname()[:2]
+            log.info("planner listening on http://%s:%s", host, port)
+            stopped = await serve_until_stopped(
+                create_app(settings), sock, stop, settings.shutdown_grace_seconds
+            )
+        if not stopped:
+            log.error("planner server stopped without being asked to")
+            return 1
+        log.info("planner stopped")
+        return 0
+    finally:
+        await asyncio.to_thread(provider.shutdown)
+
+
+def run(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    args = parse_args(argv)
+    run_service(partial(main, args))
+
+
+if __name__ == "__main__":
+    run()
