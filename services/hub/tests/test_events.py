@@ -99,7 +99,10 @@ def test_an_unknown_event_type_is_skipped_as_unknown_without_echoing_it() -> Non
         (raw({**PLAN, "power_kw": [1, "two"]}), "power_kw"),
         (raw({**PLAN, "setpoint_kw": None}), "setpoint_kw"),
         (raw({**PLAN, "feasible": "yes"}), "feasible"),
-        (b'{"car_id":"c","lat":1e999}', "lat"),
+        (
+            b'{"car_id":"c","lat":1e999,"lon":0,"battery":1,"velocity":0,"timestamp":1}',
+            "lat",
+        ),
     ],
 )
 def test_a_malformed_message_is_skipped_naming_the_field(value: bytes, field: str) -> None:

@@ -16,7 +16,10 @@ T0 = 1_764_000_000_000
 
 
 def status(car_id: str, t: int, battery: float = 60.0) -> CarEvent:
-    return CarEvent("telemetry", CarState(car_id, 40.75, -73.98, battery, 20.0, t))
+    return CarEvent(
+        "telemetry",
+        CarState(car_id=car_id, lat=40.75, lon=-73.98, battery=battery, velocity=20.0, timestamp=t),
+    )
 
 
 async def new_hub(**kw: Any) -> Hub:

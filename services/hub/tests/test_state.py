@@ -14,12 +14,29 @@ def telemetry(
     car_id: str, t: int, battery: float = 60.0, lat: float = 40.75, **kw: str
 ) -> CarEvent:
     return CarEvent(
-        "telemetry", CarState(car_id, lat, -73.98, battery, 20.0, t, kw.get("station", ""))
+        "telemetry",
+        CarState(
+            car_id=car_id,
+            lat=lat,
+            lon=-73.98,
+            battery=battery,
+            velocity=20.0,
+            timestamp=t,
+            station_id=kw.get("station", ""),
+        ),
     )
 
 
 def booking(kind: str, car_id: str, booking_id: str, t: int, station: str = "mh-001") -> CarEvent:
-    state = CarState(car_id, 40.75, -73.98, 15.0, 20.0, t, station)
+    state = CarState(
+        car_id=car_id,
+        lat=40.75,
+        lon=-73.98,
+        battery=15.0,
+        velocity=20.0,
+        timestamp=t,
+        station_id=station,
+    )
     return CarEvent(kind, state, booking_id, t + 1_200_000 if kind == "booking_created" else 0)
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 from greenlane.core.errors import InvalidField
-from greenlane.core.events import CAR_ID_PATTERN, EVENT_TYPES, CarState, validate_car_status
+from greenlane.core.events import CAR_ID_PATTERN, CarState, FleetEvent, parse_event
 
 CHARGING_PLAN: Final = "charging_plan"
 BOOKING_ENDS: Final = frozenset({"booking_fulfilled", "booking_expired", "booking_cancelled"})
@@ -79,31 +78,14 @@ def _ident(data: dict[str, Any], name: str, *, required: bool = True) -> str:
     return value
 
 
-def _car_event(data: dict[str, Any], event_type: str) -> CarEvent:
-    car_id = data.get("car_id")
-    if not isinstance(car_id, str):
-        raise InvalidField("car_id", "must be a string")
-    numbers = {n: _number(data, n) for n in ("lat", "lon", "battery", "velocity")}
-    timestamp = _integer(data, "timestamp")
-    assert timestamp is not None
-    station_id = data.get("station_id") or ""
-    if not isinstance(station_id, str):
-        raise InvalidField("station_id", "must be a string")
-    car = validate_car_status(
-        car_id,
-        numbers["lat"] or 0.0,
-        numbers["lon"] or 0.0,
-        numbers["battery"] or 0.0,
-        numbers["velocity"] or 0.0,
-        timestamp,
-        timestamp,  # replayed events are old: only their own consistency is checked here
-        station_id,
-    )
-    if event_type == "telemetry":
-        return CarEvent(event_type, car)
-    booking_id = _ident(data, "booking_id")
-    expires_at = _integer(data, "expires_at", required=event_type == "booking_created") or 0
-    return CarEvent(event_type, car, booking_id, expires_at)
+def _car_event(event: FleetEvent) -> CarEvent:
+    assert event.state is not None
+    if event.event_type == "telemetry":
+        return CarEvent(event.event_type, event.state)
+    booking_id = _ident(event.data, "booking_id")
+    required = event.event_type == "booking_created"
+    expires_at = _integer(event.data, "expires_at", required=required) or 0
+    return CarEvent(event.event_type, event.state, booking_id, expires_at)
 
 
 def _plan_event(data: dict[str, Any]) -> PlanEvent:
@@ -148,18 +130,15 @@ def decode(raw: bytes | None) -> Decoded:
     if raw is None:
         return Skipped(MALFORMED, "value: missing (a tombstone record)")
     try:
-        data = json.loads(raw)
-    except ValueError as exc:  # bad JSON, bad UTF-8, an integer too long to parse
-        return Skipped(MALFORMED, f"value: is not JSON: {exc}")
-    if not isinstance(data, dict):
-        return Skipped(MALFORMED, "value: must be a JSON object")
-    event_type = data.get("event_type", "telemetry")
-    try:
-        if event_type == CHARGING_PLAN:
-            return _plan_event(data)
-        if event_type in EVENT_TYPES:
-            return _car_event(data, event_type)
+        # Replayed events are old: only their own consistency is checked (no now_ms).
+        event = parse_event(raw)
+        if event.event_type == CHARGING_PLAN:
+            return _plan_event(event.data)
+        if event.state is not None:
+            return _car_event(event)
     except InvalidField as exc:
+        if exc.field == "event_type":
+            return Skipped(UNKNOWN, "event_type: not one the hub knows")
         return Skipped(MALFORMED, str(exc))
     except (OverflowError, TypeError) as exc:
         return Skipped(MALFORMED, f"value: {exc}")
