@@ -354,22 +354,34 @@ def _within(powers: list[float], limit_kw: float) -> list[float]:
     return powers
 
 
-def uncontrolled(day: Day) -> Replay:
-    """Full power from arrival until the goal; the limit goes first come, first served."""
+def _slot_by_slot(
+    day: Day,
+    want: Callable[[int, int, float], float],
+    allocate: Callable[[list[float], float], list[float]],
+) -> Replay:
+    """Each slot, every car present with energy left asks for want(t, session, kWh left)
+    and allocate shares the site's limit among the asks, in order of arrival."""
     h = day.hours
     power = _new_power(day)
     left = [s.energy_kwh for s in day.sessions]
     times = []
     for t in range(day.slots):
         started = time.perf_counter()
-        # Sessions are in order of arrival, so this is first come, first served.
+        # Sessions are in order of arrival.
         here = [i for i, s in enumerate(day.sessions) if _present(s, t) and left[i] > 0]
-        wants = [min(day.sessions[i].max_kw, left[i] / h) for i in here]
-        for i, p in zip(here, fcfs_allocate(wants, day.limit_kw), strict=True):
+        wants = [want(t, i, left[i]) for i in here]
+        for i, p in zip(here, allocate(wants, day.limit_kw), strict=True):
             power[i][t] = p
             left[i] -= p * h
         times.append(time.perf_counter() - started)
     return Replay(power, times)
+
+
+def uncontrolled(day: Day) -> Replay:
+    """Full power from arrival until the goal; the limit goes first come, first served."""
+    return _slot_by_slot(
+        day, lambda t, i, left: min(day.sessions[i].max_kw, left / day.hours), fcfs_allocate
+    )
 
 
 def cheapest_slots(
@@ -390,23 +402,12 @@ def cheapest_slots(
 
 def per_car_cheapest(day: Day) -> Replay:
     """evcc's approach: each car re-plans alone every slot; the limit is shared at run time."""
-    h = day.hours
-    power = _new_power(day)
-    left = [s.energy_kwh for s in day.sessions]
-    times = []
-    for t in range(day.slots):
-        started = time.perf_counter()
-        here = [i for i, s in enumerate(day.sessions) if _present(s, t) and left[i] > 0]
-        wants = []
-        for i in here:
-            s = day.sessions[i]
-            plan = cheapest_slots(day.prices, t, s.depart_slot, left[i], s.max_kw, h)
-            wants.append(plan.get(t, 0.0))
-        for i, p in zip(here, equal_share(wants, day.limit_kw), strict=True):
-            power[i][t] = p
-            left[i] -= p * h
-        times.append(time.perf_counter() - started)
-    return Replay(power, times)
+
+    def want(t: int, i: int, left: float) -> float:
+        s = day.sessions[i]
+        return cheapest_slots(day.prices, t, s.depart_slot, left, s.max_kw, day.hours).get(t, 0.0)
+
+    return _slot_by_slot(day, want, equal_share)
 
 
 def greenlane_online(day: Day) -> Replay:

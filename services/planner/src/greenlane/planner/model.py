@@ -242,7 +242,7 @@ def pieces(power_kw: Sequence[float]) -> int:
     return count
 
 
-def _new_highs(time_limit: float | None) -> _Highs:
+def _new_highs(time_limit: float | None, lp: HighsLp) -> _Highs:
     # The core class, not highspy.Highs: the wrapper installs Python callbacks in its
     # constructor, which prints HiGHS's banner to stdout before output_flag can be set.
     h = _Highs()
@@ -250,6 +250,7 @@ def _new_highs(time_limit: float | None) -> _Highs:
     h.setOptionValue("threads", 1)
     if time_limit is not None:
         h.setOptionValue("time_limit", float(time_limit))
+    h.passModel(lp)
     return h
 
 
@@ -304,12 +305,12 @@ def _layout(problem: SiteProblem, limits: np.ndarray[Any, np.dtype[np.float64]])
 def _coo_lp(
     rows: np.ndarray[Any, np.dtype[np.int64]],
     cols: np.ndarray[Any, np.dtype[np.int64]],
-    vals: np.ndarray[Any, np.dtype[np.float64]],
     cost: np.ndarray[Any, np.dtype[np.float64]],
     col_bounds: tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]],
     row_bounds: tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]],
 ) -> HighsLp:
-    """A minimisation LP from a matrix given as (row, column, value) triples."""
+    """A minimisation LP whose matrix has a 1 at each (row, column) pair: every row of
+    the planner sums powers (a car's energy, a site's slot), so no other value occurs."""
     ncols = cost.size
     order = np.argsort(cols, kind="stable")
     starts = np.zeros(ncols + 1, dtype=np.int32)
@@ -326,7 +327,7 @@ def _coo_lp(
     lp.a_matrix_.format_ = MatrixFormat.kColwise
     lp.a_matrix_.start_ = starts
     lp.a_matrix_.index_ = rows[order].astype(np.int32)
-    lp.a_matrix_.value_ = vals[order]
+    lp.a_matrix_.value_ = np.ones(rows.size)
     return lp
 
 
@@ -376,16 +377,15 @@ class _Solver:
         rows = np.concatenate([lay.car, self.site_row_of_col[on_site]])
         cols = np.concatenate([col_index, col_index[on_site]])
         bonus = float(self.prices.max()) + max(1.0, float(np.abs(self.prices).max()))
-        h = _new_highs(self.time_limit)
-        h.passModel(
+        h = _new_highs(
+            self.time_limit,
             _coo_lp(
                 rows,
                 cols,
-                np.ones(rows.size),
                 self.prices[lay.slot] - bonus,
                 (np.zeros(ncols), lay.upper),
                 (self.row_lower, self.row_upper),
-            )
+            ),
         )
         if not _run(h, "energy and cost"):
             raise SolverError("energy and cost: HiGHS found no plan, yet 0 kW is one")
@@ -445,16 +445,15 @@ class _Solver:
         horizon = max(1, self.problem.horizon)
         offset = (lay.slot - lay.arrive[lay.car]) / horizon
         preference = offset * offset / self.max_kw[lay.car]
-        h = _new_highs(self.time_limit)
-        h.passModel(
+        h = _new_highs(
+            self.time_limit,
             _coo_lp(
                 rows,
                 cols,
-                np.ones(rows.size),
                 preference[free],
                 (np.zeros(nfree), lay.upper[free]),
                 (lower[used], upper[used]),
-            )
+            ),
         )
         if not _run(h, "smoothing"):
             return False
