@@ -25,24 +25,24 @@ PLUGGED_IN: Final = "plugged_in"
 BOOKED: Final = "booked"
 CAR_STATES: Final = (PLUGGED_IN, BOOKED)
 
-# The fields of a car's plan hash, in this order (ingestion reads the first five).
+# The fields of a car's plan hash, in this order (ingestion reads the first six).
 PLAN_FIELDS: Final = (
     "station_id",
     "start",
     "slot_minutes",
     "power_kw",
     "site_id",
+    "state",
     "timestamp",
     "expected_kwh",
     "expected_cost",
     "feasible",
     "shortfall_kwh",
     "reason",
-    "state",
     "full_power_kwh",
     "full_power_cost",
 )
-SETPOINT_FIELDS: Final = PLAN_FIELDS[:5]
+SETPOINT_FIELDS: Final = PLAN_FIELDS[:6]
 _DECIMALS: Final = 6  # kW, kWh and $ in plans and events: a milliwatt, a micro-dollar
 
 
@@ -218,11 +218,12 @@ async def read_setpoint(
 ) -> Setpoint | None:
     """The setpoint of a car plugged in at station_id, from its plan hash (one HMGET).
 
-    None without a plan, with a plan made for another station (the car moved on), or once
-    its last slot is over.
+    None without a plan, with a plan made for another station (the car moved on), with
+    the plan of a car still booked (made for its expected arrival: it is early, and its
+    plugged-in plan follows within a second), or once its last slot is over.
     """
     raw = await client.hmget(keys.plan(car_id), list(SETPOINT_FIELDS))
-    if raw[0] is None or _text(raw[0]) != station_id:
+    if raw[0] is None or _text(raw[0]) != station_id or _text(raw[5] or "") != PLUGGED_IN:
         return None
     try:
         start, slot_minutes = _ints([_text(raw[1] or ""), _text(raw[2] or "")])
