@@ -8,6 +8,7 @@ measured against the same cars charging at full power on arrival.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -208,6 +209,7 @@ def site_schedule(
                 full_power_cost=fp_cost,
             )
         )
+    cars = _within_limit(cars, contexts, site.limit_kw)
     return SiteSchedule(
         site_id=site.site_id,
         name=site.name,
@@ -218,6 +220,25 @@ def site_schedule(
         price=tuple(float(p) for p in problem.prices),
         cars=tuple(cars),
     )
+
+
+def _within_limit(
+    cars: list[CarPlan], contexts: Sequence[CarContext], limit_kw: float
+) -> list[CarPlan]:
+    """Slot 0 under the limit exactly: scaling a leaving car's power back up (power / share)
+    can leave it a few ulps over; the largest such power gives them back."""
+    if not cars or not cars[0].power_kw:
+        return cars
+    leaving = [i for i, c in enumerate(contexts) if c.share < 1.0]
+    while leaving and math.fsum(c.power_kw[0] for c in cars) > limit_kw:
+        i = max(leaving, key=lambda j: cars[j].power_kw[0])
+        power = list(cars[i].power_kw)
+        if power[0] <= 0.0:
+            break
+        excess = math.fsum(c.power_kw[0] for c in cars) - limit_kw
+        power[0] = max(0.0, min(power[0] - excess, math.nextafter(power[0], 0.0)))
+        cars[i] = dataclasses.replace(cars[i], power_kw=tuple(power))
+    return cars
 
 
 def empty_schedule(
