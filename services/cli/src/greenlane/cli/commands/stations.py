@@ -128,5 +128,9 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] cannot reach Redis: {type(exc).__name__}: {exc}")
         return 1
     where = f" and {len(sites)} sites" if sites else ""
-    console.print(f"loaded {count} stations{where} from {args.file} into region {region.name}")
+    # One line, however narrow the terminal: scripts grep it.
+    console.print(
+        f"loaded {count} stations{where} from {args.file} into region {region.name}",
+        soft_wrap=True,
+    )
     return 0
