@@ -9,6 +9,9 @@ plans and goals; the simulator follows its plan and the priced rows follow it to
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 import time
 import uuid
 from collections import defaultdict
@@ -405,6 +408,71 @@ async def test_the_api_reads_plans_and_schedules_and_a_goal_put_there_re_plans_t
     assert unknown.status_code == 404 and "nowhere" in unknown.json()["detail"]
     assert no_plan.status_code == 404 and no_plan.json()["detail"].startswith("car_id:")
     assert no_token.status_code == 401
+
+
+async def greenlane_cli(*args: str) -> tuple[int, str, str]:
+    """`greenlane ARGS` in a child process; the test's loop keeps serving the planner."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLANE_")}
+    env.update({"GREENLANE_API_TOKEN": TOKEN, "COLUMNS": "200"})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "greenlane.cli",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_greenlane_plan_site_and_car_print_the_live_plans_as_tables_and_as_json(
+    planner_factory: Callable[..., Any],
+    stub: fleet_pb2_grpc.FleetTelemetryStub,
+    redis_client: Redis,
+) -> None:
+    planner = await planner_factory()
+    await load_site(redis_client, Region(), "site-e", 20.0, 50.0)
+    station = await load_site(redis_client, planner.region, "site-e", 20.0, 50.0)
+    await ready(planner)
+    car = CarStream(stub, "car-cli")
+    try:
+        await car.send(30.0, station, target_battery=70.0, depart_at=now_ms() + 40 * MIN)
+        await eventually(lambda: read_plan(redis_client, "car-cli"), what="a plan")
+        url = ("--planner-url", planner.url)
+        site_code, site_out, _ = await greenlane_cli("plan", "site", "site-e", "--slots", "3", *url)
+        site_json = await greenlane_cli("plan", "site", "site-e", "--json", *url)
+        car_code, car_out, _ = await greenlane_cli("plan", "car", "car-cli", *url)
+        car_json = await greenlane_cli("plan", "car", "car-cli", "--json", *url)
+        unknown = await greenlane_cli("plan", "site", "nowhere", *url)
+        bad_id = await greenlane_cli("plan", "car", "not an id", *url)
+    finally:
+        await car.close()
+
+    assert site_code == 0, site_out
+    # The table: a title with the site, a row per slot (3 asked), a column per car.
+    assert "site site-e (Test site): 1 cars" in site_out
+    header = next(line for line in site_out.splitlines() if "limit kW" in line)
+    assert "$/kWh" in header and "site kW" in header and "car-cli" in header
+    rows = [line for line in site_out.splitlines() if " 20.0 " in line]
+    assert len(rows) == 3, site_out  # the 20 kW limit in each slot shown
+    assert "117 more slots: --slots 120" in site_out
+    assert site_json[0] == 0
+    schedule = json.loads(site_json[1])
+    assert schedule["site_id"] == "site-e" and len(schedule["slots"]) == 120
+    assert [c["car_id"] for c in schedule["car_plans"]] == ["car-cli"]
+    assert car_code == 0, car_out
+    assert f"car car-cli at site-e ({station}, plugged_in)" in car_out
+    assert "goal met" in car_out
+    plan = json.loads(car_json[1])
+    assert plan["car_id"] == "car-cli" and plan["expected_kwh"] == pytest.approx(0.4 * PACK_KWH)
+    assert max(plan["power_kw"]) <= 20.0 + 1e-9  # the site's limit, below the connector
+    # An unknown site: exit 1 with the planner's reason; a bad id: exit 2, naming it.
+    assert unknown[0] == 1 and "the planner answered 404" in unknown[1]
+    assert "nowhere" in unknown[1]
+    assert bad_id[0] == 2 and "'not an id' is not an id" in bad_id[2]
 
 
 async def _plan_newer(redis: Redis, car_id: str, than: int) -> Any:

@@ -94,14 +94,15 @@ def _clock(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000).strftime("%H:%M")
 
 
-def site_table(schedule: dict[str, Any], slots: int) -> Table:
+def site_table(schedule: dict[str, Any], slots: int) -> tuple[str, Table]:
+    """The site's heading line and its table (a title would wrap to the table's width)."""
     cars = [c["car_id"] for c in schedule["car_plans"]]
-    table = Table(
-        title=f"site {schedule['site_id']} ({schedule['name']}): {len(cars)} cars, "
+    heading = (
+        f"site {schedule['site_id']} ({schedule['name']}): {len(cars)} cars, "
         f"${schedule['expected_cost']:.4f} planned, ${schedule['full_power_cost']:.4f} at full "
-        f"power on arrival; {schedule['slot_minutes']}-minute slots",
-        title_justify="left",
+        f"power on arrival; {schedule['slot_minutes']}-minute slots"
     )
+    table = Table()
     table.add_column("slot")
     table.add_column("$/kWh", justify="right")
     table.add_column("limit kW", justify="right")
@@ -116,26 +117,27 @@ def site_table(schedule: dict[str, Any], slots: int) -> Table:
             f"{slot['site_kw']:.1f}",
             *(f"{slot['cars'].get(car, 0.0):.1f}" for car in cars),
         )
-    return table
+    return heading, table
 
 
-def car_table(plan: dict[str, Any], slots: int) -> Table:
+def car_table(plan: dict[str, Any], slots: int) -> tuple[str, Table]:
+    """The car's heading line (energy, cost, goal, setpoint now) and its slots."""
     start, minutes = int(plan["start"]), int(plan["slot_minutes"])
     goal = (
         "met" if plan["feasible"] else f"short {plan['shortfall_kwh']:.3f} kWh ({plan['reason']})"
     )
     now = "-" if plan.get("setpoint_kw") is None else f"{plan['setpoint_kw']:.1f} kW"
-    table = Table(
-        title=f"car {plan['car_id']} at {plan['site_id']} ({plan['station_id']}, {plan['state']}): "
+    heading = (
+        f"car {plan['car_id']} at {plan['site_id']} ({plan['station_id']}, {plan['state']}): "
         f"{plan['expected_kwh']:.3f} kWh for ${plan['expected_cost']:.4f} "
-        f"(full power on arrival ${plan['full_power_cost']:.4f}); goal {goal}; now {now}",
-        title_justify="left",
+        f"(full power on arrival ${plan['full_power_cost']:.4f}); goal {goal}; now {now}"
     )
+    table = Table()
     table.add_column("slot")
     table.add_column("kW", justify="right")
     for t, kw in enumerate(plan["power_kw"][:slots]):
         table.add_row(_clock(start + t * minutes * 60_000), f"{kw:.1f}")
-    return table
+    return heading, table
 
 
 def main(args: argparse.Namespace) -> int:
@@ -154,7 +156,8 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(body) + "\n")
         return EXIT_OK
-    table = site_table(body, args.slots) if args.kind == "site" else car_table(body, args.slots)
+    heading, table = (site_table if args.kind == "site" else car_table)(body, args.slots)
+    console.print(heading, soft_wrap=True, highlight=False, markup=False)
     console.print(table)
     total = len(body["slots"] if args.kind == "site" else body["power_kw"])
     if total > args.slots:
