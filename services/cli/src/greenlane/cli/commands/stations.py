@@ -122,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] {exc.filename}: no such file")
         return 2
     except FileRefused as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except (RedisError, OSError) as exc:
         console.print(f"[red]error:[/red] cannot reach Redis: {type(exc).__name__}: {exc}")
