@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from observability.dashboards.kit import NS, Board, Panel, Query
-from observability.dashboards.planner import SITE_QUIET
 
 # The newest status of every car heard from in the last five minutes.
 LATEST = (
@@ -90,13 +89,11 @@ BOARD = Board(
                     f"sum by (site_id) (greenlane_planner_site_kw{{{NS}}})",
                     "{{site_id}}",
                     service="planner",
-                    quiet=SITE_QUIET,
                 ),
                 Query(
                     f"max by (site_id) (greenlane_planner_site_limit_kw{{{NS}}})",
                     "{{site_id}} limit",
                     service="planner",
-                    quiet=SITE_QUIET,
                 ),
             ),
             unit="kwatt",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from observability.dashboards.kit import NS, Board, Panel, Query, quantile
 
 PLANNER = "greenlane_planner"
-# Per-site series exist once the planner has planned a site (a car plugged in or booked).
-SITE_QUIET = "a site has series once the planner first plans it"
+# Every site has series from the planner's start: it plans every site it owns then,
+# with or without cars (greenlane dev does, so these queries must return data there).
 
 BOARD = Board(
     uid="greenlane-planner",
@@ -33,13 +33,10 @@ BOARD = Board(
             "Site load against its grid limit",
             "Planned power in the current slot, and the limit.",
             (
-                Query(
-                    f"sum by (site_id) ({PLANNER}_site_kw{{{NS}}})", "{{site_id}}", quiet=SITE_QUIET
-                ),
+                Query(f"sum by (site_id) ({PLANNER}_site_kw{{{NS}}})", "{{site_id}}"),
                 Query(
                     f"max by (site_id) ({PLANNER}_site_limit_kw{{{NS}}})",
                     "{{site_id}} limit",
-                    quiet=SITE_QUIET,
                 ),
             ),
             unit="kwatt",
@@ -51,7 +48,6 @@ BOARD = Board(
                 Query(
                     f"sum by (site_id) ({PLANNER}_shortfall_kwh{{{NS}}})",
                     "{{site_id}}",
-                    quiet=SITE_QUIET,
                 ),
             ),
             unit="kwatth",
@@ -59,7 +55,7 @@ BOARD = Board(
         Panel(
             "Cars per site",
             "Cars the current plan covers.",
-            (Query(f"sum by (site_id) ({PLANNER}_cars{{{NS}}})", "{{site_id}}", quiet=SITE_QUIET),),
+            (Query(f"sum by (site_id) ({PLANNER}_cars{{{NS}}})", "{{site_id}}"),),
         ),
         Panel(
             "Plans published per minute",
@@ -68,7 +64,6 @@ BOARD = Board(
                 Query(
                     f"sum by (site_id) (rate({PLANNER}_plans_total{{{NS}}}[5m])) * 60",
                     "{{site_id}}",
-                    quiet=SITE_QUIET,
                 ),
             ),
         ),

@@ -121,10 +121,12 @@ def test_validate_values_reports_every_mistake_at_once() -> None:
             "config.extraEnv.SMTP_PASSWORD=hunter2hunter2",
         )
     message = str(caught.value)
-    assert "have 9 problem(s)" in message
+    assert "have 11 problem(s)" in message
     for expected in (
         "redis.enabled=false needs externalRedis.host (ingestion",
         "redis.enabled=false needs externalRedis.host (the hub",
+        "redis.enabled=false needs externalRedis.host (the planner",
+        "components.planner needs the grid component or config.gridUrl",
         "components.hub.connections has database",
         "timescale.enabled=false needs externalDatabase.host",
         "timescale.enabled=false needs externalDatabase.existingSecret",
@@ -337,16 +339,18 @@ def test_network_policies_admit_only_the_expected_peers() -> None:
     rendered = render("ha")
     grid = rendered.named("NetworkPolicy", "greenlane-grid")
     service_rule, metrics_rule = grid["spec"]["ingress"]
+    # The grid's clients: the pricing worker (prices) and the planner (the forecast).
     assert service_rule["from"] == [
         {
             "podSelector": {
                 "matchLabels": {
                     "app.kubernetes.io/name": "greenlane",
                     "app.kubernetes.io/instance": "greenlane",
-                    "app.kubernetes.io/component": "pricing-worker",
+                    "app.kubernetes.io/component": client,
                 }
             }
         }
+        for client in ("pricing-worker", "planner")
     ]
     assert metrics_rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}

@@ -31,7 +31,10 @@ def expected(
             "http": frozenset({"anyone"}),
             "metrics": metrics,
         },
-        "greenlane-grid": {"http": frozenset({pods_of("pricing-worker")}) | shared_metrics},
+        # The grid's forecast and prices: the pricing worker and the planner ask for them.
+        "greenlane-grid": {
+            "http": frozenset({pods_of("pricing-worker"), pods_of("planner")}) | shared_metrics
+        },
         "greenlane-pricing-worker": {"metrics": metrics},
         # The map is for people (browsers, through an Ingress): open, like ingestion's API.
         "greenlane-hub": {"http": frozenset({"anyone"}) | shared_metrics},

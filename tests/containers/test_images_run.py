@@ -341,7 +341,10 @@ def test_the_operator_container_without_credentials_exits_2_with_one_line(
 
 
 async def test_the_planner_container_solves_a_what_if_and_answers_its_probes(
-    images: dict[str, ci.Built], containers: Containers
+    images: dict[str, ci.Built],
+    containers: Containers,
+    redis_server: EmbeddedRedis,
+    kafka_server: EmbeddedKafka,
 ) -> None:
     port = free_port()
     planner = containers.start(
@@ -351,6 +354,10 @@ async def test_the_planner_container_solves_a_what_if_and_answers_its_probes(
             "GREENLANE_API_TOKENS": TOKEN,
             "GREENLANE_PLANNER_HOST": "127.0.0.1",
             "GREENLANE_PLANNER_PORT": str(port),
+            # The live planner's backends: ready once it reads fleet-events and Redis.
+            "GREENLANE_REDIS_URL": redis_server.url,
+            "GREENLANE_KAFKA_BOOTSTRAP_SERVERS": kafka_server.url,
+            "GREENLANE_REGION": "container-test",
         },
     )
     await wait_http(f"http://127.0.0.1:{port}/readyz", planner)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import httpx
@@ -24,7 +25,7 @@ from stack import read_topic
 from greenlane.cli.embedded import EmbeddedKafka
 from greenlane.core import keys
 from greenlane.core.keys import Region
-from greenlane.core.stations import Station, load_stations
+from greenlane.core.stations import Station, load_stations, read_station_files
 from greenlane.core.wire import TOKEN_METADATA_KEY
 from greenlane.ingestion.server import RunningServer, start_server
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
@@ -153,11 +154,19 @@ def test_greenlane_stations_load_fills_a_region_of_the_cluster_and_refuses_a_bad
     loaded = load("--region", "uptown")
     refused = load("--region", "Up Town")
 
+    stations, sites = read_station_files(
+        Path("data/stations/manhattan.csv").read_text(),
+        Path("data/sites/manhattan.csv").read_text(),
+    )
     assert loaded.returncode == 0, loaded.stdout + loaded.stderr
-    assert "loaded 40 stations" in loaded.stdout and "into region uptown" in loaded.stdout
+    assert f"loaded {len(stations)} stations and {len(sites)} sites" in loaded.stdout
+    assert "into region uptown" in loaded.stdout
     client = redis.RedisCluster.from_url(valkey_cluster.url)
     try:
-        assert client.zcard(Region("uptown").stations_locations) == 40
+        assert client.zcard(Region("uptown").stations_locations) == len(stations)
+        # The sites of the station file went along, with their limits, on the cluster too.
+        assert client.scard(Region("uptown").sites) == len(sites)
+        assert client.hget(Region("uptown").site(sites[0].site_id), "limit_kw") is not None
     finally:
         client.close()
     assert refused.returncode == 2

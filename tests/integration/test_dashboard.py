@@ -34,6 +34,7 @@ pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 CARS = 50  # the dev fleet's size (greenlane dev)
+STATION_FILE = ROOT / "data" / "stations" / "manhattan.csv"
 POSITIONS = "Object.fromEntries([...__greenlane.model.cars].map(([id, c]) => [id, [c.lat, c.lon]]))"
 
 
@@ -126,7 +127,7 @@ async def platform(
     redis_client: Redis,
 ) -> AsyncIterator[Platform]:
     await asyncio.to_thread(build_dashboard)
-    stations = parse_stations((ROOT / "data" / "stations" / "manhattan.csv").read_text())
+    stations = parse_stations(STATION_FILE.read_text())
     await load_stations(redis_client, stations)
     await ensure_topic(kafka_server.url, topic, partitions=3)
     running = Platform(tmp_path, redis_server, kafka_server, topic)
@@ -194,7 +195,8 @@ async def test_the_dashboard_shows_the_live_fleet_and_recovers_from_a_hub_restar
 
             # The simulated cars and the stations are on the map.
             await until(page, f"window.__greenlane?.counts.cars >= {CARS}")
-            await until(page, "window.__greenlane.counts.stations === 40")
+            stations = len(parse_stations(STATION_FILE.read_text()))
+            await until(page, f"window.__greenlane.counts.stations === {stations}")
             before = await page.evaluate(POSITIONS)
             # Drawn, not only held: picking the canvas at a car's pixel finds that car.
             picked = await page.evaluate(

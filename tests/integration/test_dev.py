@@ -43,7 +43,7 @@ def greenlane(*args: str) -> list[str]:
     return [sys.executable, "-m", "greenlane.cli", *args]
 
 
-def test_dev_runs_the_platform_for_a_duration_and_the_fleet_reaches_redis_kafka_and_postgres(
+def test_dev_runs_for_a_duration_the_fleet_reaches_redis_kafka_postgres_and_sites_are_planned(
     workdir: Path, ports: dict[str, int]
 ) -> None:
     result = subprocess.run(
@@ -69,6 +69,9 @@ def test_dev_runs_the_platform_for_a_duration_and_the_fleet_reaches_redis_kafka_
     assert f"GREENLANE_INGESTION_ADDR=127.0.0.1:{ports['ingestion']}" in settings
     link = f"dashboard: http://127.0.0.1:{ports['hub']}/#token=greenlane-secret-token"
     assert link in out.splitlines(), "the dashboard link, the token in its fragment"
+    # The planner runs, says where, and has planned every site of the dev files.
+    assert f"http://127.0.0.1:{ports['planner']}/api/sites/" in out
+    assert lines["sites planned"] == "12"
     assert all(port_is_free(p) for p in ports.values()), "a port is still held"
 
 

@@ -55,8 +55,6 @@ EVENT_DRIVEN_METRICS = {
     "greenlane_ingestion_backend_errors_total": "a failed backend write",
     "greenlane_pricing_worker_dlq_messages_total": "a dead-lettered event",
     "greenlane_operator_reconciles_total": "the operator (Kubernetes only)",
-    "greenlane_planner_site_kw": "a site's series appear once the planner first plans it",
-    "greenlane_planner_site_limit_kw": "a site's series appear once the planner first plans it",
 }
 SERVICE_PREFIXES = {"planner": "greenlane_planner_", "hub": "greenlane_hub_"}
 

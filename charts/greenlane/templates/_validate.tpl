@@ -19,7 +19,10 @@ reported in one failure, so a user fixes them all in one round.
 {{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "hub") -}}
 {{- $errors = append $errors "redis.enabled=false needs externalRedis.host (the hub reads the stations from Redis)" -}}
 {{- end -}}
-{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker") (hasKey $enabled "hub")) -}}
+{{- if and (not $v.redis.enabled) (not $v.externalRedis.host) (hasKey $enabled "planner") -}}
+{{- $errors = append $errors "redis.enabled=false needs externalRedis.host (the planner keeps plans and goals in Redis)" -}}
+{{- end -}}
+{{- if and (not $v.redpanda.enabled) (not $v.externalKafka.bootstrapServers) (or (hasKey $enabled "ingestion") (hasKey $enabled "pricing-worker") (hasKey $enabled "hub") (hasKey $enabled "planner")) -}}
 {{- $errors = append $errors "redpanda.enabled=false needs externalKafka.bootstrapServers (host:port[,host:port])" -}}
 {{- end -}}
 {{- if $v.externalKafka.bootstrapServers -}}
@@ -66,8 +69,10 @@ reported in one failure, so a user fixes them all in one round.
 {{- end -}}
 
 {{- /* Components. */ -}}
-{{- if and (hasKey $enabled "pricing-worker") (not (hasKey $enabled "grid")) (not $v.config.gridUrl) -}}
-{{- $errors = append $errors "components.pricing-worker needs the grid component or config.gridUrl" -}}
+{{- range $client := list "pricing-worker" "planner" -}}
+{{- if and (hasKey $enabled $client) (not (hasKey $enabled "grid")) (not $v.config.gridUrl) -}}
+{{- $errors = append $errors (printf "components.%s needs the grid component or config.gridUrl" $client) -}}
+{{- end -}}
 {{- end -}}
 {{- range $name, $c := $components -}}
 {{- if and $c.enabled (not $c.image.repository) -}}

@@ -181,5 +181,55 @@ def test_every_field_has_a_rule_and_the_car_id_is_the_key_not_a_hash_field() -> 
         "velocity",
         "timestamp",
         "station_id",
+        "target_battery",
+        "depart_at",
     ]
     assert "car_id" not in REDIS_FIELDS
+    # A charging goal is for the planner, which reads it from the event, not Redis.
+    assert "target_battery" not in REDIS_FIELDS and "depart_at" not in REDIS_FIELDS
+
+
+GOAL_NOW = {**GOOD, "timestamp": NOW}
+
+
+def test_a_charging_goal_rides_in_the_json_only_when_set_and_parses_back() -> None:
+    plain = validate_car_status(now_ms=NOW, **GOAL_NOW)
+    goal = validate_car_status(
+        now_ms=NOW, **GOAL_NOW, target_battery=80.0, depart_at=NOW + 3_600_000
+    )
+
+    assert "target_battery" not in json.loads(plain.to_json())
+    assert "depart_at" not in json.loads(plain.to_json())
+    event = json.loads(goal.to_json())
+    assert (event["target_battery"], event["depart_at"]) == (80.0, NOW + 3_600_000)
+    assert parse_event(goal.to_json(), NOW).state == goal
+    assert parse_event(plain.to_json(), NOW).state == plain
+
+
+@pytest.mark.parametrize(
+    ("goal", "message"),
+    [
+        ({"target_battery": 100.5}, "target_battery: must be within [1, 100] percent"),
+        ({"target_battery": -3.0}, "target_battery: must be within [1, 100] percent"),
+        ({"target_battery": float("inf")}, "target_battery: must be a finite number"),
+        ({"target_battery": float("nan")}, "target_battery: must be a finite number"),
+        ({"depart_at": -1}, "depart_at: must be Unix milliseconds after 1970"),
+        ({"depart_at": NOW + 8 * 86_400_000}, "depart_at: is more than 7 days in the future"),
+        ({"depart_at": NOW - 8 * 86_400_000}, "depart_at: is more than 7 days in the past"),
+    ],
+)
+def test_a_bad_charging_goal_is_refused_naming_its_field(
+    goal: dict[str, float], message: str
+) -> None:
+    with pytest.raises(InvalidField) as err:
+        validate_car_status(now_ms=NOW, **GOAL_NOW, **goal)
+    assert str(err.value).startswith(message)
+
+
+def test_a_goal_event_of_the_planner_api_is_a_registered_kind_without_a_car_state() -> None:
+    raw = encode_event("charging_goal", car_id="car-1", timestamp=NOW, target_battery=80)
+    event = parse_event(raw, NOW)
+
+    assert (event.event_type, event.car_id, event.state) == ("charging_goal", "car-1", None)
+    with pytest.raises(ValueError, match="timestamp"):
+        encode_event("charging_goal", car_id="car-1")

@@ -19,11 +19,14 @@ def every_key(i: str) -> dict[str, str]:
     return {
         "car": keys.car_state(i),
         "plan": keys.plan(i),
+        "goal": keys.goal(i),
+        "car-spec": keys.car_spec(i),
         "station": REGION.station(i),
         "station-bookings": REGION.station_bookings(i),
         "car-bookings": REGION.car_bookings(i),
         "site": REGION.site(i),
         "site-stations": REGION.site_stations(i),
+        "site-schedule": REGION.site_schedule(i),
     }
 
 
@@ -35,6 +38,8 @@ FIXED = {
     REGION.booking_expiry,
     REGION.booking_ended,
     REGION.car_booking,
+    REGION.sites,
+    REGION.planner_replicas,
 }
 
 
@@ -58,7 +63,8 @@ def test_the_car_x_booking_is_only_ever_a_car() -> None:
 def test_a_car_s_state_and_plan_share_a_slot_and_a_region_has_one_slot(
     car: str, station: str
 ) -> None:
-    assert key_slot(keys.car_state(car).encode()) == key_slot(keys.plan(car).encode())
+    car_slot = key_slot(keys.car_state(car).encode())
+    assert {key_slot(k(car).encode()) for k in (keys.plan, keys.goal, keys.car_spec)} == {car_slot}
     region_slots = {
         key_slot(k.encode())
         for k in (

@@ -65,7 +65,12 @@ def test_the_process_solves_a_what_if_over_http_and_exits_zero_on_sigterm() -> N
     }
     with subprocess.Popen(
         planner_command("--port", str(port)),
-        env=clean_env(GREENLANE_API_TOKENS=TOKEN, GREENLANE_PLANNER_HOST="127.0.0.1"),
+        # The what-if API alone: no Redis, Kafka or grid here (unit tests touch no server).
+        env=clean_env(
+            GREENLANE_API_TOKENS=TOKEN,
+            GREENLANE_PLANNER_HOST="127.0.0.1",
+            GREENLANE_PLANNER_LIVE="false",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

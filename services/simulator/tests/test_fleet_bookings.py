@@ -77,10 +77,22 @@ async def test_an_empty_car_asks_even_with_no_threshold_and_stands_still(
     )
 
 
+class FakeClock:
+    """Wall time that moves 2 s per update, so a stop of minutes passes in a test."""
+
+    def __init__(self) -> None:
+        self.ms = time.time_ns() // 1_000_000
+
+    def __call__(self) -> int:
+        self.ms += 2000
+        return self.ms
+
+
 async def test_a_booked_car_drives_to_the_station_charges_there_and_drives_on(
-    channel: grpc.aio.Channel,
+    channel: grpc.aio.Channel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    car = _car(channel, initial_battery=(10.0, 15.0), charge_speedup=50.0)
+    monkeypatch.setattr("greenlane.simulator.fleet._now_ms", FakeClock())
+    car = _car(channel, initial_battery=(10.0, 15.0), charge_speedup=50.0, stop_minutes=(2, 2))
     car._booked(_booking())
     assert _mode(car) is Mode.TO_STATION
     statuses: list[fleet_pb2.CarStatus] = []
@@ -92,7 +104,12 @@ async def test_a_booked_car_drives_to_the_station_charges_there_and_drives_on(
     assert all(s.station_id == "st-times-sq" for s in plugged)
     assert all((s.lat, s.lon, s.velocity) == (STATION_LAT, STATION_LON, 0.0) for s in plugged)
     batteries = [s.battery for s in plugged]
-    assert batteries == sorted(batteries) and batteries[-1] >= 80.0
+    # It charged up to its goal, sent with every status, then waited for its departure.
+    (target,) = {s.target_battery for s in plugged}
+    (depart_at,) = {s.depart_at for s in plugged}
+    assert 70.0 <= target <= 85.0 and batteries == sorted(batteries)
+    assert batteries[-1] == target and batteries.count(target) > 1
+    assert depart_at - plugged[0].timestamp == pytest.approx(120_000, abs=2000)
     # Charging statuses sit together, then the car leaves, charged: it stops asking.
     first = statuses.index(plugged[0])
     after = statuses[first + len(plugged) :]

@@ -68,6 +68,16 @@ def _parse(*argv: str, settings: SimulatorSettings | None = None) -> Options:
         (["--initial-battery", "5"], "argument --initial-battery: '5' is not LOW,HIGH"),
         (["--initial-battery", "50,10"], "argument --initial-battery: '50,10' needs 0 <= LOW"),
         (["--initial-battery", "0,101"], "argument --initial-battery: '0,101' needs 0 <= LOW"),
+        (["--max-charge-kw", "0"], "argument --max-charge-kw: must be in (0, 1000], got '0'"),
+        (["--stop-minutes", "5"], "argument --stop-minutes: '5' is not LOW,HIGH minutes"),
+        (["--stop-minutes", "0,3"], "argument --stop-minutes: '0,3' needs 0 < LOW <= HIGH"),
+        (["--charge-target", "50,120"], "argument --charge-target: '50,120' needs 0 < LOW"),
+        (["--depot", "x,1,2"], "argument --depot: 'x,1,2' is not STATION_ID,LAT,LON,KW"),
+        (["--depot", "a b,40,-73,22"], "argument --depot: 'a b,40,-73,22': Value error, the dep"),
+        (["--depot", "d,40,-73,0"], "the depot's connector power must be within (0, 1000]"),
+        (["--depot", "d,91,-73,22"], "the depot's position must be within [-90, 90]"),
+        (["--depot-share", "1.5"], "argument --depot-share: must be in [0, 1], got '1.5'"),
+        (["--timezone", "Mars/Base"], "argument --timezone: 'Mars/Base' is not a known time"),
         (["--wat"], "unrecognized arguments: --wat"),
     ],
 )
@@ -144,6 +154,24 @@ def test_the_charging_flags_reach_the_fleet_config_and_default_to_real_time() ->
     report = summary(config, Stats(), "completed", None)
     assert report["charge_speedup"] == 50.0
     assert report["charging_sessions_started"] == report["charging_sessions_finished"] == 0
+
+
+def test_the_goal_and_depot_flags_reach_the_fleet_config() -> None:
+    config = _parse().config
+    assert (config.stop_minutes, config.charge_target) == ((20.0, 60.0), (70.0, 85.0))
+    assert (config.depot, config.max_charge_kw) == (None, 150.0)
+    assert config.timezone == "America/New_York"
+    config = _parse(
+        "--stop-minutes", "2,4", "--charge-target", "60,90", "--max-charge-kw", "22",
+        "--depot", "depot-inwood,40.8677,-73.9212,22", "--depot-share", "0.5",
+        "--timezone", "Europe/Paris",
+    ).config  # fmt: skip
+    assert (config.habits.stop_minutes, config.habits.target) == ((2.0, 4.0), (60.0, 90.0))
+    assert config.charging.max_kw == 22.0
+    assert config.depot_station is not None
+    assert config.depot_station.station_id == "depot-inwood"
+    assert config.depot_station.power_kw == 22.0
+    assert (config.depot_share, config.timezone) == (0.5, "Europe/Paris")
 
 
 def test_an_interval_of_zero_means_saturate() -> None:

@@ -1,1 +1,1 @@
-"""The greenlane command: dev, migrate, simulate, report, liveops, stations."""
+"""The greenlane command: dev, migrate, simulate, report, liveops, stations, plan."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 # Subcommand name -> module in greenlane.cli.commands. A module exposes
 # add_parser(subparsers) and main(args) -> int.
-COMMANDS = ("dev", "events", "liveops", "migrate", "report", "simulate", "stations")
+COMMANDS = ("dev", "events", "liveops", "migrate", "plan", "report", "simulate", "stations")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,29 @@ from greenlane.core.settings import DEV_TOKEN
 
 log = logging.getLogger(__name__)
 
+# The dev demo runs in real time (the grid prices the instant energy is drawn), with
+# charging sped up 30 times so that a stop takes minutes. The speed-up is a pack 30 times
+# smaller, given to every component alike, so that kWh and costs agree end to end: the
+# simulator charges a 2.5 kWh pack at the plan's real kW, the planner plans the energy
+# that pack needs, and the pricing worker counts the same kWh at the instant it is drawn.
+DEV_CHARGE_SPEEDUP = 30.0
+DEV_PACK_KWH = 75.0 / DEV_CHARGE_SPEEDUP
+# Stops on the road take 2 to 4 minutes, planned in 1-minute slots: plans are seen made
+# and followed within a couple of minutes.
+DEV_STOP_MINUTES = "2,4"
+DEV_DEPOT_STATION = "depot-inwood"
+DEV_INITIAL_BATTERY = "10,100"
+DEV_SERVICE_ENV: dict[str, dict[str, str]] = {
+    "planner": {
+        "GREENLANE_PLANNER_SLOT_MINUTES": "1",
+        "GREENLANE_PLANNER_HORIZON_HOURS": "14",
+        "GREENLANE_PLANNER_PACK_KWH": repr(DEV_PACK_KWH),
+        "GREENLANE_PLANNER_DEFAULT_STAY_MINUTES": "3",
+        "GREENLANE_PLANNER_REPLAN_SECONDS": "20",
+    },
+    "pricing_worker": {"GREENLANE_PRICING_PACK_CAPACITY_KWH": repr(DEV_PACK_KWH)},
+}
+
 
 @dataclass(frozen=True)
 class Ports:
@@ -245,6 +268,7 @@ class DevStack:
                 "GREENLANE_API_TOKEN": self.env.get("GREENLANE_API_TOKEN", DEV_TOKEN),
                 "GREENLANE_INGESTION_ADDR": f"127.0.0.1:{self.ports.ingestion}",
                 "GREENLANE_GRID_URL": f"http://127.0.0.1:{self.ports.grid}",
+                "GREENLANE_PLANNER_URL": f"http://127.0.0.1:{self.ports.planner}",
             }
         )
 
@@ -272,14 +296,20 @@ class DevStack:
         proc = spawn([sys.executable, "-m", module], log_path, env=self.child_env(**extra))
         self.children.append(Child(name, proc, log_path, ready_url))
 
-    def start_services(self, services: list[str]) -> None:
+    def start_services(
+        self, services: list[str], demo_env: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
         for service in LOCAL_SERVICES:
             if service.name in services:
+                # The demo's settings, unless the caller's environment sets its own.
+                wanted = {**DEV_SERVICE_ENV.get(service.name, {})}
+                wanted.update((demo_env or {}).get(service.name, {}))
+                demo = {k: v for k, v in wanted.items() if k not in self.env}
                 self.start_service(
                     service.name,
                     f"greenlane.{service.name}",
                     service.ready_url(self.ports),
-                    service.env(self.ports),
+                    {**demo, **service.env(self.ports)},
                 )
         self.wait_ready(60.0)
 
@@ -310,7 +340,13 @@ class DevStack:
                     )
                 time.sleep(0.2)
 
-    def start_simulator(self, cars: int, interval: float, duration: float | None) -> Child:
+    def start_simulator(
+        self,
+        cars: int,
+        interval: float,
+        duration: float | None,
+        depot: tuple[str, float, float, float] | None = None,
+    ) -> Child:
         argv = [
             sys.executable,
             "-m",
@@ -321,10 +357,18 @@ class DevStack:
             str(interval),
             "--json",
             "--no-progress",
-            # Charging at real speed takes an hour: the dev fleet charges 30 times faster.
-            "--charge-speedup",
-            "30",
+            # Charging at real speed takes an hour: the dev fleet charges 30 times faster,
+            # as a pack 30 times smaller (DEV_PACK_KWH, see above).
+            "--pack-kwh",
+            repr(DEV_PACK_KWH),
+            "--stop-minutes",
+            DEV_STOP_MINUTES,
+            # A tenth of the fleet starts low: booked at once, plugged in within a minute.
+            "--initial-battery",
+            DEV_INITIAL_BATTERY,
         ]
+        if depot is not None:
+            argv += ["--depot", ",".join(str(v) for v in depot)]
         if duration is not None:
             argv += ["--duration", str(duration)]
         log_path = self.logs / "simulator.log"

@@ -51,6 +51,8 @@ GEO_MAX_LAT: Final = 85.05112878
 # beyond clock skew.
 MAX_PAST_MS: Final = 7 * 24 * 3600 * 1000
 MAX_FUTURE_MS: Final = 5 * 60 * 1000
+# A charging goal's departure may be planned up to a week ahead.
+MAX_GOAL_AHEAD_MS: Final = 7 * 24 * 3600 * 1000
 
 FieldKind = Literal["id", "number", "timestamp"]
 
@@ -64,7 +66,10 @@ class FieldRule:
     high: float = 0.0
     unit: str = ""  # said after the range in a rejection ("percent", "km/h")
     mapped: float = 0.0  # a number must also be within ±mapped (latitude: Redis GEO)
-    optional: bool = False  # "" when absent: left out of the JSON, NULL in a row
+    # Unset ("" or 0, protobuf's defaults) when absent: left out of the JSON, NULL in a
+    # row; when set, the rule applies.
+    optional: bool = False
+    future_ms: int = MAX_FUTURE_MS  # a timestamp may be at most this far ahead
     redis: bool = True  # a field of the car's Redis hash
     column: str | None = None  # the charging_sessions column it lands in
 
@@ -91,6 +96,16 @@ class CarState:
     timestamp: int = field(metadata=_rule("timestamp", column="time"))  # Unix milliseconds
     # Set while plugged in at a station.
     station_id: str = field(default="", metadata=_rule("id", optional=True, column="station_id"))
+    # The car's charging goal (docs/planner.md): the battery it wants, and when it leaves
+    # (Unix ms). Optional; the planner falls back to the API's goal, then the fleet's.
+    target_battery: float = field(
+        default=0.0,
+        metadata=_rule("number", low=1, high=100, unit="percent", optional=True, redis=False),
+    )
+    depart_at: int = field(
+        default=0,
+        metadata=_rule("timestamp", optional=True, redis=False, future_ms=MAX_GOAL_AHEAD_MS),
+    )
 
     def to_event(self, event_type: str = "telemetry") -> dict[str, Any]:
         """The event as a dict, in the order of the JSON (optional fields only when set)."""
@@ -151,6 +166,11 @@ EVENT_KINDS: Final[Mapping[str, EventKind]] = {
                 ("timestamp", "timestamp"),
             ),
         ),
+        # A goal set through the planner's API (PUT /api/cars/{car_id}/goal): every
+        # planner replica hears of it, and the one planning the car's site re-plans.
+        EventKind(
+            "charging_goal", car_state=False, fields=(("car_id", "id"), ("timestamp", "timestamp"))
+        ),
     )
 }
 EVENT_TYPES: Final = frozenset(EVENT_KINDS)
@@ -169,20 +189,36 @@ def _bad_id(name: str, value: str, optional: bool) -> None:
 
 def _bad_number(name: str, value: float) -> None:
     rule = _RULES[name]
+    unset = " (0 when not set)" if rule.optional else ""
     if not math.isfinite(value):
         raise InvalidField(name, f"must be a finite number, got {value!r}")
     if not rule.low <= value <= rule.high:
         unit = f" {rule.unit}" if rule.unit else ""
-        raise InvalidField(name, f"must be within [{rule.low:g}, {rule.high:g}]{unit}, got {value}")
+        raise InvalidField(
+            name, f"must be within [{rule.low:g}, {rule.high:g}]{unit}{unset}, got {value}"
+        )
     raise InvalidField(name, f"must be within ±{rule.mapped} to be mapped, got {value}")
 
 
+def _ahead(ms: int) -> str:
+    minutes = ms // 60_000
+    if minutes % (24 * 60) == 0:
+        days = minutes // (24 * 60)
+        return f"{days} day{'s' if days != 1 else ''}"
+    return f"{minutes} minutes"
+
+
 def _bad_timestamp(name: str, value: int, now_ms: int) -> None:
+    rule = _RULES.get(name)
+    optional = rule is not None and rule.optional
+    future_ms = rule.future_ms if rule is not None else MAX_FUTURE_MS
     if value <= 0:
+        if optional:
+            raise InvalidField(name, "must be Unix milliseconds after 1970 (0 when not set)")
         raise InvalidField(name, "is required (Unix milliseconds)")
     if value < now_ms - MAX_PAST_MS:
         raise InvalidField(name, "is more than 7 days in the past")
-    raise InvalidField(name, "is more than 5 minutes in the future")
+    raise InvalidField(name, f"is more than {_ahead(future_ms)} in the future")
 
 
 _RULES: Final = dict(CAR_STATE_FIELDS)
@@ -211,25 +247,34 @@ def _checks(indent: str) -> list[str]:
             # Ids seen valid before skip the regex (a bounded set: a fleet's cars).
             lines.append(f"{indent}if {guard}{name} not in _ids and not _id_ok({name}): {fail}")
         elif rule.kind == "number":
-            # NaN and the infinities fail the range: _bad_number then says why.
+            # NaN and the infinities fail the range: _bad_number then says why (NaN is
+            # truthy, so an optional NaN is checked too).
             high = min(rule.high, rule.mapped) if rule.mapped else rule.high
             low = max(rule.low, -rule.mapped) if rule.mapped else rule.low
+            guard = f"{name} and " if rule.optional else ""
             lines.append(
-                f"{indent}if not {low!r} <= {name} <= {high!r}: _bad_number({name!r}, {name})"
+                f"{indent}if {guard}not {low!r} <= {name} <= {high!r}: "
+                f"_bad_number({name!r}, {name})"
             )
         else:
+            guard = f"{name} and " if rule.optional else ""
             lines.append(
-                f"{indent}if not (0 < {name} and now_ms - {MAX_PAST_MS} <= {name} <= now_ms + "
-                f"{MAX_FUTURE_MS}): _bad_timestamp({name!r}, {name}, now_ms)"
+                f"{indent}if {guard}not (0 < {name} and now_ms - {MAX_PAST_MS} <= {name} <= "
+                f"now_ms + {rule.future_ms}): _bad_timestamp({name!r}, {name}, now_ms)"
             )
     return lines
+
+
+# What an optional field holds when it is not set: protobuf's defaults.
+_UNSET: Final[Mapping[FieldKind, object]] = {"id": "", "number": 0.0, "timestamp": 0}
 
 
 def _generate() -> str:
     """Python source of the hot-path functions, from the table."""
     names = [name for name, _ in CAR_STATE_FIELDS]
     params = ", ".join(
-        f"{name}={''!r}" if rule.optional else name for name, rule in CAR_STATE_FIELDS
+        f"{name}={_UNSET[rule.kind]!r}" if rule.optional else name
+        for name, rule in CAR_STATE_FIELDS
     )
     # Built without a call to __init__ (the dataclass's keyword one is four times slower):
     # a new object, then each field of the table.
@@ -292,7 +337,8 @@ exec(compile(_SOURCE, "<greenlane.core.events generated>", "exec"), _namespace) 
 
 validate_car_status: Final[Callable[..., CarState]] = _namespace["validate_car_status"]
 """validate_car_status(*, now_ms, car_id, lat, lon, battery, velocity, timestamp,
-station_id="") -> CarState: check one status; InvalidField names the first bad field."""
+station_id="", target_battery=0.0, depart_at=0) -> CarState: check one status;
+InvalidField names the first bad field."""
 validate_message: Final[Callable[..., CarState]] = _namespace["validate_message"]
 """validate_message(msg, *, now_ms) -> CarState: the same, for an object with the fields as
 attributes (a protobuf CarStatus)."""
@@ -352,7 +398,7 @@ class FleetEvent:
     event_type: str
     car_id: str
     timestamp: int
-    state: CarState | None  # None for kinds that carry no car state (charging_plan)
+    state: CarState | None  # None for kinds that carry no car state (charging_plan, _goal)
     data: dict[str, Any]  # the JSON object as received
 
 
@@ -365,8 +411,10 @@ def _json_id(data: Mapping[str, Any], name: str, optional: bool) -> str:
     return value
 
 
-def _json_number(data: Mapping[str, Any], name: str) -> float:
+def _json_number(data: Mapping[str, Any], name: str, optional: bool = False) -> float:
     value = data.get(name)
+    if optional and value is None:
+        return 0.0
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidField(name, "must be a number")
     try:
@@ -375,8 +423,10 @@ def _json_number(data: Mapping[str, Any], name: str) -> float:
         raise InvalidField(name, "is out of range") from None
 
 
-def _json_timestamp(data: Mapping[str, Any], name: str) -> int:
+def _json_timestamp(data: Mapping[str, Any], name: str, optional: bool = False) -> int:
     value = data.get(name)
+    if optional and value is None:
+        return 0
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidField(name, "must be an integer (Unix milliseconds)")
     return value
@@ -405,9 +455,9 @@ def parse_event(raw: bytes, now_ms: int | None = None) -> FleetEvent:
             if rule.kind == "id":
                 values[name] = _json_id(data, name, rule.optional)
             elif rule.kind == "number":
-                values[name] = _json_number(data, name)
+                values[name] = _json_number(data, name, rule.optional)
             else:
-                values[name] = _json_timestamp(data, name)
+                values[name] = _json_timestamp(data, name, rule.optional)
         ts = values["timestamp"]
         state = validate_car_status(now_ms=now_ms if now_ms is not None else ts, **values)
     for name, kind_of in kind.fields:

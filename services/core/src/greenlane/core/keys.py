@@ -56,8 +56,21 @@ def car_state(car_id: str) -> str:
 
 
 def plan(car_id: str) -> str:
-    """Reserved for the planner: a car's current charging plan, in its car's slot."""
+    """HASH of a car's current charging plan (greenlane.core.plans.PLAN_FIELDS), written
+    by the planner, read by ingestion for the car's setpoint; in its car's slot."""
     return f"{shard_tag(fleet_shard(car_id))}:plan:{car_id}"
+
+
+def goal(car_id: str) -> str:
+    """HASH of a car's charging goal set through the planner's API (target_battery,
+    depart_at, set_at); it expires a day after its departure."""
+    return f"{shard_tag(fleet_shard(car_id))}:goal:{car_id}"
+
+
+def car_spec(car_id: str) -> str:
+    """HASH of a car's own pack size and charge power (pack_kwh, max_kw) where they
+    differ from the fleet's defaults; set through the planner's API, kept until changed."""
+    return f"{shard_tag(fleet_shard(car_id))}:car-spec:{car_id}"
 
 
 def check_region(name: str) -> str:
@@ -119,10 +132,24 @@ class Region:
         """ZSET booking id -> creation (ms): a car's latest bookings in this region."""
         return f"{self.tag}:car-bookings:{car_id}"
 
+    @property
+    def sites(self) -> str:
+        """SET of the region's site ids."""
+        return self.tag + ":sites"
+
     def site(self, site_id: str) -> str:
-        """Reserved for sites: HASH of a site (grid limit in kW, ...)."""
+        """HASH of a site: name, limit_kw (its grid connection)."""
         return f"{self.tag}:site:{site_id}"
 
     def site_stations(self, site_id: str) -> str:
-        """Reserved for sites: SET of the station ids of a site."""
+        """SET of the station ids of a site."""
         return f"{self.tag}:site-stations:{site_id}"
+
+    def site_schedule(self, site_id: str) -> str:
+        """STRING (JSON): the site's current joint plan, slot by slot (the planner's)."""
+        return f"{self.tag}:site-schedule:{site_id}"
+
+    @property
+    def planner_replicas(self) -> str:
+        """ZSET planner replica id -> its last heartbeat (ms): who shares the sites."""
+        return self.tag + ":planner-replicas"

@@ -66,6 +66,8 @@ class CarStatus(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STATION_ID_FIELD_NUMBER: _builtins.int
     REQUEST_BOOKING_FIELD_NUMBER: _builtins.int
+    TARGET_BATTERY_FIELD_NUMBER: _builtins.int
+    DEPART_AT_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     """1 to 64 characters of [A-Za-z0-9_.:-]."""
     lat: _builtins.float
@@ -82,6 +84,12 @@ class CarStatus(_message.Message):
     """Set while the car is plugged in at a station (same rules as car_id); empty otherwise."""
     request_booking: _builtins.bool
     """Ask for a charging-slot booking now, whatever the battery level."""
+    target_battery: _builtins.float
+    """The car's charging goal, for the planner (optional; 0 = not set): the state of
+    charge it wants, percent in [1, 100] ...
+    """
+    depart_at: _builtins.int
+    """... by when it leaves, Unix milliseconds (at most 7 days ahead)."""
     def __init__(
         self,
         *,
@@ -93,10 +101,12 @@ class CarStatus(_message.Message):
         timestamp: _builtins.int = ...,
         station_id: _builtins.str = ...,
         request_booking: _builtins.bool = ...,
+        target_battery: _builtins.float = ...,
+        depart_at: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "depart_at", b"depart_at", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "target_battery", b"target_battery", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -134,6 +144,7 @@ class BookingResponse(_message.Message):
     FIELD_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     BOOKING_FIELD_NUMBER: _builtins.int
+    SETPOINT_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     status: Global___ResponseStatus.ValueType
     message: _builtins.str
@@ -146,6 +157,10 @@ class BookingResponse(_message.Message):
     def booking(self) -> Global___Booking:
         """With BOOKED: the car's active booking."""
 
+    @_builtins.property
+    def setpoint(self) -> Global___ChargingSetpoint:
+        """While the car is plugged in and has a charging plan: the power to draw now."""
+
     def __init__(
         self,
         *,
@@ -155,14 +170,47 @@ class BookingResponse(_message.Message):
         field: _builtins.str = ...,
         timestamp: _builtins.int = ...,
         booking: Global___Booking | None = ...,
+        setpoint: Global___ChargingSetpoint | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "setpoint", b"setpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "car_id", b"car_id", "field", b"field", "message", b"message", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "car_id", b"car_id", "field", b"field", "message", b"message", "setpoint", b"setpoint", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BookingResponse: _TypeAlias = BookingResponse  # noqa: Y015
+
+@_typing.final
+class ChargingSetpoint(_message.Message):
+    """What the site's charging plan asks of a plugged-in car now (the role OCPP's
+    SetChargingProfile plays for a station): draw `power_kw` until `until`, then follow
+    the setpoint of a later answer. 0 kW means wait.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POWER_KW_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    SITE_ID_FIELD_NUMBER: _builtins.int
+    power_kw: _builtins.float
+    until: _builtins.int
+    """Unix milliseconds: the end of the plan's current slot."""
+    site_id: _builtins.str
+    """The site whose plan this is."""
+    def __init__(
+        self,
+        *,
+        power_kw: _builtins.float = ...,
+        until: _builtins.int = ...,
+        site_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["power_kw", b"power_kw", "site_id", b"site_id", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChargingSetpoint: _TypeAlias = ChargingSetpoint  # noqa: Y015
 
 @_typing.final
 class Booking(_message.Message):

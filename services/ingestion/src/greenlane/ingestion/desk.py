@@ -12,6 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from greenlane.core.events import CarState, encode_event
+from greenlane.core.plans import Setpoint, read_setpoint
 from greenlane.core.redis_state import RedisClient, read_state
 from greenlane.ingestion import metrics
 from greenlane.ingestion.booking_store import BookingStore, EndOutcome, Expired
@@ -25,6 +26,15 @@ class DeskAnswer:
     status: fleet_pb2.ResponseStatus.ValueType
     message: str
     booking: fleet_pb2.Booking | None = None
+    setpoint: fleet_pb2.ChargingSetpoint | None = None
+
+
+def _setpoint(found: Setpoint | BaseException | None) -> fleet_pb2.ChargingSetpoint | None:
+    if found is None or isinstance(found, BaseException):
+        return None
+    return fleet_pb2.ChargingSetpoint(
+        power_kw=found.power_kw, until=found.until, site_id=found.site_id
+    )
 
 
 def booking_event(
@@ -70,7 +80,23 @@ class BookingDesk:
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
 
     async def _plugged_in(self, state: CarState) -> DeskAnswer:
-        active = await self.store.active_booking(state.car_id)
+        # The car's setpoint comes from its plan (another slot than the booking's on a
+        # Redis Cluster): both reads at once, so a plugged-in car costs one round trip.
+        booking, planned = await asyncio.gather(
+            self.store.active_booking(state.car_id),
+            read_setpoint(self._redis, state.car_id, state.station_id, state.timestamp),
+            return_exceptions=True,
+        )
+        if isinstance(planned, Exception):
+            metrics.BOOKING_ERRORS.inc()
+            log.warning("plan of %s unreadable: %s", state.car_id, type(planned).__name__)
+        if isinstance(booking, BaseException):
+            raise booking
+        setpoint = _setpoint(planned)
+        answer = await self._fulfil(state, booking)
+        return dataclasses.replace(answer, setpoint=setpoint) if setpoint else answer
+
+    async def _fulfil(self, state: CarState, active: dict[str, str] | None) -> DeskAnswer:
         if active is None or active["station_id"] != state.station_id:
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
         ended = await self.store.end(

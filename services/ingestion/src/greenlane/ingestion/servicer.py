@@ -121,6 +121,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                         message=answer.message,
                         timestamp=msg.timestamp,
                         booking=answer.booking,
+                        setpoint=answer.setpoint,
                     )
                     continue
                 yield fleet_pb2.BookingResponse(

@@ -34,6 +34,7 @@ from greenlane.liveops.filters import EventFilter
 from greenlane.liveops.format import (
     format_event,
     format_invalid,
+    format_plan,
     session_statistics,
     status_text,
     summary_line,
@@ -104,7 +105,13 @@ class Feed:
             )
         state = event.state
         if state is None:
-            return None  # a kind the feed does not show (a charging plan): skipped, not bad
+            if (
+                self.options.plans
+                and event.event_type == "charging_plan"
+                and (not self.filter.cars or event.car_id in self.filter.cars)
+            ):
+                return json_line(raw) if self.options.json else format_plan(event.data)
+            return None  # a kind the feed does not show: skipped, not bad
         self.stats.record(now, state.car_id, state.battery, state.station_id)
         if not self.filter.matches(state.car_id, state.battery):
             return None

@@ -24,7 +24,9 @@ CRITICAL_FLAG: Final = "⚠️  CRITICAL BATTERY!"
 BAND_DOTS: Final = {"green": "🟢", "yellow": "🟡", "red": "🔴"}
 EVENT_MARK: Final = "📍"
 SEPARATOR: Final = " | "
+PLAN_MARK: Final = "⚡"
 BOOKING_STYLE: Final = "cyan"
+PLAN_STYLE: Final = "magenta"
 WARNING_STYLE: Final = "dim"
 
 
@@ -99,6 +101,39 @@ def format_event(event: Mapping[str, Any], *, tz: tzinfo | None = None) -> Text:
     if is_critical(battery):
         line.append(" ")
         line.append(CRITICAL_FLAG, style="bold red")
+    return line
+
+
+def _number(data: Mapping[str, Any], name: str) -> float:
+    value = data.get(name)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def format_plan(plan: Mapping[str, Any], *, tz: tzinfo | None = None) -> Text:
+    """One line per charging plan (greenlane liveops --plans)::
+
+    [06:43:12] ⚡ car-00014  | PLAN at lower-east (mh-005) | now 106.2 kW until [06:44:12]
+    | 1.769 kWh, $0.2893 | goal met
+    """
+    line = Text(no_wrap=True, overflow="ignore")
+    line.append(clock(int(_number(plan, "timestamp")), tz))
+    car = str(plan.get("car_id", "")).ljust(CAR_ID_WIDTH)
+    line.append(f" {PLAN_MARK} {car}{SEPARATOR}")
+    start = len(line)
+    line.append(f"PLAN at {plan.get('site_id', '?')} ({plan.get('station_id', '?')})")
+    kw = _number(plan, "setpoint_kw")
+    now = "wait" if kw <= 0 else f"{kw:.1f} kW"
+    line.append(f"{SEPARATOR}now {now} until {clock(int(_number(plan, 'setpoint_until')), tz)}")
+    line.append(
+        f"{SEPARATOR}{_number(plan, 'expected_kwh'):.3f} kWh, ${_number(plan, 'expected_cost'):.4f}"
+    )
+    if plan.get("feasible", True) is True:
+        line.append(f"{SEPARATOR}goal met")
+    else:
+        line.append(
+            f"{SEPARATOR}short {_number(plan, 'shortfall_kwh'):.3f} kWh: {plan.get('reason', '')}"
+        )
+    line.stylize(PLAN_STYLE, start, len(line))
     return line
 
 

@@ -46,6 +46,7 @@ class Options:
     max_events: int | None = None
     duration: float | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    plans: bool = False  # also a line per charging_plan (the planner's)
 
 
 # host:port[,host:port...], by the project's one rule.
@@ -109,6 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=cliargs.percent,
         metavar="PCT",
         help="show only events with a battery below PCT percent (0 to 100)",
+    )
+    add(
+        "--plans",
+        action="store_true",
+        help="also show the planner's charging plans, one line each (not counted as "
+        "events; --car applies, --below does not)",
     )
     add(
         "--from-beginning",
@@ -212,6 +219,7 @@ def options_from_args(
         max_events=args.max_events,
         duration=args.duration,
         connect_timeout=args.connect_timeout,
+        plans=args.plans,
     )
 
 

@@ -1,4 +1,5 @@
-"""Entry point: python -m greenlane.planner serves the planner's API until SIGTERM."""
+"""Entry point: python -m greenlane.planner runs the live planner and serves its API until
+SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from greenlane.core.serving import bind_listener, serve_until_stopped
 from greenlane.core.settings import load_settings
 from greenlane.core.tracing import setup_tracing
 from greenlane.planner.api import create_app
+from greenlane.planner.live import LivePlanner
 from greenlane.planner.settings import PlannerSettings
 
 log = logging.getLogger("greenlane.planner")
@@ -30,10 +32,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m greenlane.planner",
         description=(
-            "GreenLane planner: joint charging plans per site. Serves POST "
-            "/api/planner/solve (what-if), /healthz, /readyz and /metrics. Configured by "
-            "GREENLANE_* environment variables (GREENLANE_API_TOKENS is required); stops "
-            "cleanly on SIGTERM."
+            "GreenLane planner: one joint charging plan per site, re-planned live from "
+            "fleet-events and published to Redis, Kafka and the cars' streams. Serves "
+            "POST /api/planner/solve (what-if), GET /api/plans/{car_id}, GET "
+            "/api/sites/{site_id}/schedule, PUT /api/cars/{car_id}/goal, /healthz, /readyz "
+            "and /metrics. Configured by GREENLANE_* environment variables "
+            "(GREENLANE_API_TOKENS is required); stops cleanly on SIGTERM."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_PLANNER_HOST)")
@@ -53,8 +57,11 @@ async def main(args: argparse.Namespace) -> int:
         overrides["planner_port"] = args.port
     settings = settings.model_copy(update=overrides)
     setup_logging("planner", settings.log_level, settings.log_format)
+    # One line per forecast poll is noise; failures are logged by the planner itself.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     provider = setup_tracing("planner")
     stop = shutdown_event()
+    live = LivePlanner(settings) if settings.planner_live else None
     try:
         sock = bind_listener(
             settings.planner_host,
@@ -64,9 +71,22 @@ async def main(args: argparse.Namespace) -> int:
         with sock:
             host, port = sock.getsockname()[:2]
             log.info("planner listening on http://%s:%s", host, port)
-            stopped = await serve_until_stopped(
-                create_app(settings), sock, stop, settings.shutdown_grace_seconds
-            )
+            if live is not None:
+                await live.start()
+                log.info(
+                    "live planner %s: %d-minute slots over %g h, grid %s",
+                    live.me,
+                    settings.planner_slot_minutes,
+                    settings.planner_horizon_hours,
+                    settings.grid_url,
+                )
+            try:
+                stopped = await serve_until_stopped(
+                    create_app(settings, live=live), sock, stop, settings.shutdown_grace_seconds
+                )
+            finally:
+                if live is not None:
+                    await live.stop()
         if not stopped:
             log.error("planner server stopped without being asked to")
             return 1

@@ -1,9 +1,11 @@
-"""The planner's HTTP edge: the stateless what-if solve, probes and metrics.
+"""The planner's HTTP edge: the stateless what-if solve, the live plans, probes, metrics.
 
 ``POST /api/planner/solve`` takes a site problem as JSON and answers its plan; the
-shapes are in docs/planner.md. A token is required as for the booking API. Bad input
-is a 422 problem naming the field (``field``: ``cars[2].energy_kwh``); the rules
-themselves live in model.validate, this module only maps JSON onto the model.
+what-if rules themselves live in model.validate, this module only maps JSON onto the
+model. ``GET /api/plans/{car_id}``, ``GET /api/sites/{site_id}/schedule`` and
+``PUT /api/cars/{car_id}/goal`` read and feed the live planner through Redis, so any
+replica answers for any site. The shapes are in docs/planner.md. A token is required
+as for the booking API. Bad input is a 422 problem naming the field.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -24,13 +28,25 @@ from starlette.routing import Route
 
 from greenlane.core.auth import presented_token, token_is_valid
 from greenlane.core.errors import InvalidField
+from greenlane.core.events import CAR_ID_PATTERN, MAX_GOAL_AHEAD_MS
 from greenlane.core.http import problem as problem_response
+from greenlane.core.plans import read_schedule
 from greenlane.core.telemetry import probes_app
-from greenlane.planner import metrics
+from greenlane.planner import metrics, store
+from greenlane.planner.fleet import CarSpec, Goal
 from greenlane.planner.model import CarRequest, SitePlan, SiteProblem, SolverError, solve, validate
 from greenlane.planner.settings import PlannerSettings
 
+if TYPE_CHECKING:
+    from greenlane.planner.live import LivePlanner
+
 SOLVE_PATH: Final = "/api/planner/solve"
+PLAN_PATH: Final = "/api/plans/{car_id}"
+SCHEDULE_PATH: Final = "/api/sites/{site_id}/schedule"
+GOAL_PATH: Final = "/api/cars/{car_id}/goal"
+_GOAL_FIELDS: Final = ("target_battery", "depart_at", "pack_kwh", "max_kw")
+_GOAL_REQUIRED: Final = ("target_battery", "depart_at")
+MAX_SPEC: Final = 1000.0  # kWh of a pack, kW of a car
 DEFAULT_SLOT_MINUTES: Final = 15
 # Far above the largest valid problem's JSON (2,000 cars and 2,016 prices: ~0.3 MB).
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -108,6 +124,42 @@ def plan_to_json(plan: SitePlan) -> dict[str, Any]:
     }
 
 
+def _path_id(request: Request, name: str) -> str:
+    value = str(request.path_params[name])
+    if not CAR_ID_PATTERN.fullmatch(value):
+        raise InvalidField(name, "must be 1 to 64 letters, digits and _ . : -")
+    return value
+
+
+def _goal_number(obj: Mapping[str, Any], name: str, low: float, high: float) -> float:
+    value = obj[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidField(name, f"must be a number, got {type(value).__name__}")
+    if not (low <= value <= high):  # NaN fails too (json.loads accepts NaN)
+        raise InvalidField(name, f"must be within [{low:g}, {high:g}], got {value}")
+    return float(value)
+
+
+def goal_from_json(body: object, now_ms: int) -> tuple[Goal, CarSpec | None]:
+    """The goal (and the car's own pack and power, when given) of a PUT goal body."""
+    obj = _object(body, "body")
+    _keys(obj, _GOAL_FIELDS, _GOAL_REQUIRED, "")
+    target = _goal_number(obj, "target_battery", 1.0, 100.0)
+    depart = obj["depart_at"]
+    if isinstance(depart, bool) or not isinstance(depart, int):
+        raise InvalidField("depart_at", "must be a whole number of Unix milliseconds")
+    if depart <= now_ms:
+        raise InvalidField("depart_at", f"must be in the future (now is {now_ms}), got {depart}")
+    if depart > now_ms + MAX_GOAL_AHEAD_MS:
+        raise InvalidField("depart_at", "must be at most 7 days ahead")
+    spec = None
+    if "pack_kwh" in obj or "max_kw" in obj:
+        pack = _goal_number(obj, "pack_kwh", 1.0, MAX_SPEC) if "pack_kwh" in obj else 0.0
+        max_kw = _goal_number(obj, "max_kw", 1.0, MAX_SPEC) if "max_kw" in obj else 0.0
+        spec = CarSpec(pack, max_kw)
+    return Goal(target, depart), spec
+
+
 async def _body(request: Request) -> bytes:
     """The request body, refused (413) as soon as it grows past MAX_BODY_BYTES."""
     declared = request.headers.get("content-length", "")
@@ -131,9 +183,13 @@ def _is_json(content_type: str) -> bool:
 
 
 def create_app(
-    settings: PlannerSettings, *, tracer_provider: trace.TracerProvider | None = None
+    settings: PlannerSettings,
+    *,
+    live: LivePlanner | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
 ) -> Starlette:
-    """The planner's API as an ASGI app (metrics go to the default registry)."""
+    """The planner's API as an ASGI app (metrics go to the default registry); without a
+    live planner only the what-if solve and the probes answer (the rest: 503)."""
     tokens: list[SecretStr] = list(settings.api_tokens)
     tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
     solving = asyncio.Semaphore(settings.planner_max_concurrent_solves)
@@ -143,16 +199,81 @@ def create_app(
         if not token_is_valid(presented_token(request.headers), tokens):
             raise ApiProblem(401, "missing or invalid x-api-token")
 
-    async def whatif(request: Request) -> Response:
-        authorize(request)
+    async def json_body(request: Request) -> object:
         if not _is_json(request.headers.get("content-type", "")):
             raise ApiProblem(415, "body: send JSON with Content-Type: application/json")
         raw = await _body(request)
         try:
-            body = json.loads(raw)
+            return json.loads(raw)
         except (ValueError, RecursionError) as exc:
             raise ApiProblem(400, f"body: not valid JSON ({str(exc)[:_ECHO_LIMIT]})") from None
-        problem = problem_from_json(body)
+
+    def running() -> LivePlanner:
+        if live is None or live.redis is None:
+            raise ApiProblem(503, "the live planner is off (GREENLANE_PLANNER_LIVE=false)")
+        return live
+
+    async def car_plan(request: Request) -> Response:
+        authorize(request)
+        car_id = _path_id(request, "car_id")
+        planner = running()
+        assert planner.redis is not None
+        try:
+            plan = await store.read_car_plan(planner.redis, car_id)
+        except (RedisError, OSError):
+            raise ApiProblem(503, "Redis is unavailable; retry shortly") from None
+        if plan is None:
+            raise ApiProblem(
+                404, f"car_id: no plan for {car_id!r} (it is not plugged in or booked at a site)"
+            )
+        return JSONResponse(plan.to_json(planner.now_ms()))
+
+    async def site_schedule(request: Request) -> Response:
+        authorize(request)
+        site_id = _path_id(request, "site_id")
+        planner = running()
+        assert planner.redis is not None
+        try:
+            schedule = await read_schedule(planner.redis, planner.region, site_id)
+            known = schedule is not None or bool(
+                await planner.redis.sismember(planner.region.sites, site_id)
+            )
+        except (RedisError, OSError):
+            raise ApiProblem(503, "Redis is unavailable; retry shortly") from None
+        if schedule is None:
+            if known:
+                raise ApiProblem(404, f"site_id: {site_id!r} has no plan yet; retry shortly")
+            raise ApiProblem(404, f"site_id: no site {site_id!r} (see greenlane stations load)")
+        return JSONResponse(schedule.to_json())
+
+    async def put_goal(request: Request) -> Response:
+        authorize(request)
+        car_id = _path_id(request, "car_id")
+        planner = running()
+        goal, spec = goal_from_json(await json_body(request), planner.now_ms())
+        try:
+            set_at = await planner.set_goal(car_id, goal, spec)
+        except (RedisError, OSError):
+            raise ApiProblem(503, "Redis is unavailable: the goal is not stored; retry") from None
+        except (KafkaError, TimeoutError):
+            raise ApiProblem(
+                503, "the goal is stored but the planner was not told (Kafka); retry"
+            ) from None
+        answer: dict[str, Any] = {
+            "car_id": car_id,
+            "target_battery": goal.target_battery,
+            "depart_at": goal.depart_at,
+            "set_at": set_at,
+        }
+        if spec is not None:
+            answer.update(
+                {k: v for k, v in (("pack_kwh", spec.pack_kwh), ("max_kw", spec.max_kw)) if v}
+            )
+        return JSONResponse(answer)
+
+    async def whatif(request: Request) -> Response:
+        authorize(request)
+        problem = problem_from_json(await json_body(request))
         if solving.locked():
             raise ApiProblem(
                 503, "the planner is busy with other solves; retry shortly", {"Retry-After": "1"}
@@ -195,7 +316,13 @@ def create_app(
         return problem_response(500, "the planner failed to answer; the error is logged")
 
     return Starlette(
-        routes=[Route(SOLVE_PATH, whatif, methods=["POST"]), *probes_app().routes],
+        routes=[
+            Route(SOLVE_PATH, whatif, methods=["POST"]),
+            Route(PLAN_PATH, car_plan, methods=["GET"]),
+            Route(SCHEDULE_PATH, site_schedule, methods=["GET"]),
+            Route(GOAL_PATH, put_goal, methods=["PUT"]),
+            *probes_app(live.readiness if live is not None else None).routes,
+        ],
         exception_handlers={
             ApiProblem: on_problem,
             InvalidField: on_invalid,

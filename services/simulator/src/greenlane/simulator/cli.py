@@ -24,13 +24,15 @@ from greenlane.core.settings import load_settings
 from greenlane.simulator.config import (
     DEFAULT_BBOX,
     DEFAULT_CHARGE_BELOW,
+    DEFAULT_TIMEZONE,
     MAX_CARS,
+    MAX_STOP_MINUTES,
     FleetConfig,
     parse_target,
 )
 from greenlane.simulator.display import live_progress, summary_table
 from greenlane.simulator.fleet import FleetError, run_fleet, tune_gc
-from greenlane.simulator.physics import DEFAULT_PACK_KWH, BoundingBox
+from greenlane.simulator.physics import DEFAULT_MAX_CHARGE_KW, DEFAULT_PACK_KWH, BoundingBox
 from greenlane.simulator.settings import SimulatorSettings
 from greenlane.simulator.stats import Stats
 
@@ -72,6 +74,35 @@ _target = cliargs.checked(parse_target)
 def _field(name: str, kind: str = "number") -> Callable[[str], Any]:
     """The flag of a FleetConfig field: its bounds are the model's, written once there."""
     return cliargs.for_field(FleetConfig, name, kind=kind)
+
+
+def _range(what: str, high: float) -> Callable[[str], tuple[float, float]]:
+    def parse(text: str) -> tuple[float, float]:
+        try:
+            low, top = (float(part) for part in text.strip().strip("()").split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not LOW,HIGH {what}") from None
+        if not (math.isfinite(low) and math.isfinite(top) and 0 < low <= top <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} needs 0 < LOW <= HIGH <= {high:g}")
+        return low, top
+
+    return parse
+
+
+def _depot(text: str) -> tuple[str, float, float, float]:
+    parts = text.split(",")
+    try:
+        station_id, lat, lon, power = parts[0], *(float(p) for p in parts[1:])
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not STATION_ID,LAT,LON,KW (numbers after the id)"
+        ) from None
+    value = (station_id, lat, lon, power)
+    try:
+        FleetConfig(depot=value)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc.errors()[0]['msg']}") from None
+    return value
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -211,6 +242,48 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"battery pack capacity, for the charging rate (default {DEFAULT_PACK_KWH:g})",
     )
     add(
+        "--max-charge-kw",
+        type=_field("max_charge_kw"),
+        default=DEFAULT_MAX_CHARGE_KW,
+        metavar="KW",
+        help="the most a car draws, whatever the connector (default "
+        f"{DEFAULT_MAX_CHARGE_KW:g}, the planner's fleet default)",
+    )
+    add(
+        "--stop-minutes",
+        type=_range("minutes", MAX_STOP_MINUTES),
+        metavar="LOW,HIGH",
+        help="a car that plugs in on the road leaves after LOW to HIGH minutes (default "
+        "20,60); it sends this departure and its target as its charging goal",
+    )
+    add(
+        "--charge-target",
+        type=_range("percent", 100.0),
+        metavar="LOW,HIGH",
+        help="the battery a car on the road wants when it plugs in, %% (default 70,85)",
+    )
+    add(
+        "--depot",
+        type=_depot,
+        metavar="ID,LAT,LON,KW",
+        help="the fleet's depot station: --depot-share of the cars drive there at night "
+        "and leave in the morning (local time of --timezone)",
+    )
+    add(
+        "--depot-share",
+        type=_field("depot_share"),
+        default=0.2,
+        metavar="F",
+        help="share of the cars that are depot cars, with --depot (default 0.2)",
+    )
+    add(
+        "--timezone",
+        type=cliargs.validated_by(FleetConfig, "timezone"),
+        default=DEFAULT_TIMEZONE,
+        metavar="ZONE",
+        help=f"where night and morning are (default {DEFAULT_TIMEZONE}, the tariff's)",
+    )
+    add(
         "--summary-file",
         type=_summary_file,
         metavar="PATH",
@@ -280,6 +353,12 @@ def parse_options(
             charge_below=args.charge_below,
             charge_speedup=args.charge_speedup,
             pack_kwh=args.pack_kwh,
+            max_charge_kw=args.max_charge_kw,
+            stop_minutes=args.stop_minutes or FleetConfig().stop_minutes,
+            charge_target=args.charge_target or FleetConfig().charge_target,
+            depot=args.depot,
+            depot_share=args.depot_share,
+            timezone=args.timezone,
         )
     except ValidationError as exc:
         # Every flag is checked by its own type above, so what is left came from the

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.settings import DEV_TOKEN, parse_host_port
 from greenlane.simulator.physics import (
+    DEFAULT_MAX_CHARGE_KW,
     DEFAULT_PACK_KWH,
     INITIAL_BATTERY_MAX,
     INITIAL_BATTERY_MIN,
     MANHATTAN,
     BoundingBox,
     Charging,
+    Habits,
+    Station,
 )
 
 DEFAULT_TARGET: Final = "127.0.0.1:50051"
@@ -32,6 +36,10 @@ DEFAULT_BBOX: Final = (MANHATTAN.south, MANHATTAN.west, MANHATTAN.north, MANHATT
 DEFAULT_CHARGE_BELOW: Final = 20.0  # ingestion's default booking threshold too
 MAX_CHARGE_SPEEDUP: Final = 10_000.0
 MAX_PACK_KWH: Final = 1000.0
+MAX_CHARGE_KW: Final = 1000.0
+MAX_STOP_MINUTES: Final = 7 * 24 * 60.0
+# The grid's tariff zone (GREENLANE_TARIFF_TIMEZONE): night and morning are local.
+DEFAULT_TIMEZONE: Final = "America/New_York"
 
 
 # The one host:port rule of the project; the simulator's name for it.
@@ -77,6 +85,21 @@ class FleetConfig(BaseModel):
     # Multiplies the charging rate (1: real time; a demo wants sessions in minutes).
     charge_speedup: float = Field(default=1.0, gt=0.0, le=MAX_CHARGE_SPEEDUP)
     pack_kwh: float = Field(default=DEFAULT_PACK_KWH, gt=0.0, le=MAX_PACK_KWH)
+    # The car's own maximum charge power (the planner's fleet default too).
+    max_charge_kw: float = Field(default=DEFAULT_MAX_CHARGE_KW, gt=0.0, le=MAX_CHARGE_KW)
+    # Goals (physics.Habits): a car on the road stops (low, high) minutes and wants
+    # (low, high) percent; a depot car wants depot_target by the morning.
+    stop_minutes: tuple[float, float] = (20.0, 60.0)
+    charge_target: tuple[float, float] = (70.0, 85.0)
+    depot_target: float = Field(default=90.0, gt=0.0, le=100.0)
+    # The fleet's depot (station id, lat, lon, connector kW) and the share of its cars
+    # that are depot cars: home at night, away from the morning.
+    depot: tuple[str, float, float, float] | None = None
+    depot_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    # Local hours: depot cars head home from night_from, leave home at morning.
+    night_from: int = Field(default=19, ge=0, le=23)
+    morning: int = Field(default=6, ge=0, le=23)
+    timezone: str = DEFAULT_TIMEZONE
     # (low, high) percent: each car starts with a battery drawn uniformly in it.
     initial_battery: tuple[float, float] = (INITIAL_BATTERY_MIN, INITIAL_BATTERY_MAX)
     # At the end, how long to wait for the answers still outstanding.
@@ -113,6 +136,47 @@ class FleetConfig(BaseModel):
         BoundingBox(*value)  # raises ValueError with the rule it breaks
         return value
 
+    @field_validator("stop_minutes")
+    @classmethod
+    def _stops(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high <= MAX_STOP_MINUTES):
+            raise ValueError(f"the stop range needs 0 < low <= high <= {MAX_STOP_MINUTES:g}")
+        return value
+
+    @field_validator("charge_target")
+    @classmethod
+    def _targets(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0 < low <= high <= 100:
+            raise ValueError("the target range needs 0 < low <= high <= 100")
+        return value
+
+    @field_validator("depot")
+    @classmethod
+    def _depot(
+        cls, value: tuple[str, float, float, float] | None
+    ) -> tuple[str, float, float, float] | None:
+        if value is None:
+            return None
+        station_id, lat, lon, power = value
+        if not CAR_ID_PATTERN.fullmatch(station_id):
+            raise ValueError("the depot's station id must be 1 to 64 of [A-Za-z0-9_.:-]")
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError("the depot's position must be within [-90, 90] and [-180, 180]")
+        if not 0 < power <= MAX_CHARGE_KW:
+            raise ValueError(f"the depot's connector power must be within (0, {MAX_CHARGE_KW:g}]")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone") from None
+        return value
+
     @field_validator("initial_battery")
     @classmethod
     def _initial_battery(cls, value: tuple[float, float]) -> tuple[float, float]:
@@ -135,7 +199,27 @@ class FleetConfig(BaseModel):
 
     @property
     def charging(self) -> Charging:
-        return Charging(pack_kwh=self.pack_kwh, speedup=self.charge_speedup)
+        return Charging(
+            pack_kwh=self.pack_kwh, speedup=self.charge_speedup, max_kw=self.max_charge_kw
+        )
+
+    @property
+    def habits(self) -> Habits:
+        return Habits(
+            stop_minutes=self.stop_minutes,
+            target=self.charge_target,
+            depot_target=self.depot_target,
+        )
+
+    @property
+    def depot_station(self) -> Station | None:
+        if self.depot is None:
+            return None
+        return Station(*self.depot)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
 
     @property
     def shard(self) -> range:

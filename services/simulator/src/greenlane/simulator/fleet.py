@@ -16,6 +16,11 @@ charges there, sending `station_id`, and drives on. NO_CAPACITY changes nothing:
 car asks again with its next status. A booking that expires before the car arrives is
 given up. With several messages in flight an answer may concern an older status; a
 booking the car already followed is therefore never followed twice.
+
+Plans. A plugged-in car sends its goal (`target_battery`, `depart_at`) with each status
+and charges at the setpoint its answers carry (the site's charging plan; 0 kW: it waits)
+until the setpoint's `until`; without one it charges at full power. It unplugs at its
+departure. Depot cars drive home at night (physics.py).
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
+from zoneinfo import ZoneInfo
 
 import grpc
 
@@ -40,7 +47,9 @@ from greenlane.simulator.physics import (
     DEFAULT_POWER_KW,
     Car,
     Mode,
+    Moment,
     Station,
+    at_home,
     give_up,
     head_to,
     make_fleet,
@@ -113,6 +122,20 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def moment_at(now_ms: int, zone: ZoneInfo, night_from: int, morning: int) -> Moment:
+    """The Moment of a Unix-ms instant: whether it is night there, and the next morning."""
+    local = datetime.fromtimestamp(now_ms / 1000, zone)
+    hour = local.hour
+    if night_from > morning:  # the usual case: the night spans midnight
+        night = hour >= night_from or hour < morning
+    else:
+        night = night_from <= hour < morning
+    next_morning = local.replace(hour=morning, minute=0, second=0, microsecond=0)
+    if next_morning <= local:
+        next_morning = (next_morning + timedelta(days=1)).replace(hour=morning)
+    return Moment(now_ms, night, int(next_morning.timestamp() * 1000))
+
+
 def _station_of(booking: fleet_pb2.Booking) -> Station | None:
     """The station a booking points to; None when it is not one a car can drive to."""
     if not CAR_ID_PATTERN.fullmatch(booking.station_id):
@@ -140,30 +163,35 @@ class _Fleet:
         self.stats = stats
         self.box = config.box
         self.charging = config.charging
+        self.habits = config.habits
         self.charge_below = config.charge_below
+        self._zone = config.zone
+        self._moment = moment_at(_now_ms(), self._zone, config.night_from, config.morning)
         self.metadata = ((TOKEN_METADATA_KEY, config.token.get_secret_value()),)
         stubs = [fleet_pb2_grpc.FleetTelemetryStub(ch) for ch in channels]
         rng = random.Random(config.seed)
         # The whole fleet, then this shard of it: a car is the same whichever process
         # drives it, and ids never collide between shards.
         everyone = make_fleet(
-            config.cars, rng, config.car_prefix, config.box, config.initial_battery
+            config.cars,
+            rng,
+            config.car_prefix,
+            config.box,
+            config.initial_battery,
+            depot=config.depot_station,
+            depot_share=config.depot_share,
         )
         # Each car owns a generator seeded from the run's: its trajectory does not
         # depend on how the event loop happens to interleave the cars.
         seeds = [rng.getrandbits(64) for _ in everyone]
         shard = config.shard
         spread = config.ramp_up_s / len(shard)
-        self.cars = [
-            _CarStream(
-                self,
-                everyone[index],
-                random.Random(seeds[index]),
-                stubs[i % len(stubs)],
-                i * spread,
-            )
-            for i, index in enumerate(shard)
-        ]
+        self.cars = []
+        for i, index in enumerate(shard):
+            car_rng = random.Random(seeds[index])
+            # A run that starts at night finds the depot cars at home, plugged in.
+            car = at_home(everyone[index], car_rng, self._moment, self.habits)
+            self.cars.append(_CarStream(self, car, car_rng, stubs[i % len(stubs)], i * spread))
         # Backoff jitter is timing, not physics: kept apart from the seeded generators.
         self.jitter = random.Random()
         self.ending = False
@@ -171,6 +199,13 @@ class _Fleet:
         self.fatal: BaseException | None = None
         self._codes_seen: set[str] = set()
         self._fields_rejected: set[str] = set()
+
+    def moment(self, now_ms: int) -> Moment:
+        """The Moment of now, recomputed once a second (local time is not free)."""
+        if now_ms - self._moment.now_ms >= 1000 or now_ms < self._moment.now_ms:
+            cfg = self.config
+            self._moment = moment_at(now_ms, self._zone, cfg.night_from, cfg.morning)
+        return Moment(now_ms, self._moment.night, self._moment.morning_ms)
 
     def end(self) -> None:
         self.ending = True
@@ -224,6 +259,8 @@ class _CarStream:
         # The booking the car follows (or last followed), and when it expires (Unix ms).
         self.booking_id = ""
         self.booking_expires_ms = _NEVER_MS
+        # The latest setpoint of the car's plan, (kW, until Unix ms), while plugged in.
+        self.setpoint: tuple[float, int] | None = None
 
     async def run(self) -> None:
         try:
@@ -344,17 +381,44 @@ class _CarStream:
     def _advance(self, dt_s: float) -> fleet_pb2.CarStatus:
         """Step the physics and stamp the new status with a strictly rising time."""
         fleet = self.fleet
+        stats = fleet.stats
         now = _now_ms()
         before = self.car
-        if before.mode is Mode.TO_STATION and now >= self.booking_expires_ms:
+        if (
+            before.mode is Mode.TO_STATION
+            and not before.going_home
+            and now >= self.booking_expires_ms
+        ):
             before = give_up(before)
-            fleet.stats.bookings_expired_en_route += 1
-        car = step(before, self.rng, dt_s, fleet.box, fleet.charging)
+            stats.bookings_expired_en_route += 1
+        setpoint_kw = None
+        if before.mode is Mode.CHARGING and self.setpoint is not None:
+            kw, until = self.setpoint
+            setpoint_kw = kw if now < until else None
+        car = step(
+            before,
+            self.rng,
+            dt_s,
+            fleet.box,
+            fleet.charging,
+            moment=fleet.moment(now),
+            setpoint_kw=setpoint_kw,
+            habits=fleet.habits,
+        )
         if car.mode is not before.mode:
             if car.mode is Mode.CHARGING:
-                fleet.stats.charging_sessions_started += 1
+                stats.charging_sessions_started += 1
+                stats.went_home += car.going_home
             elif before.mode is Mode.CHARGING:
-                fleet.stats.charging_sessions_finished += 1
+                stats.charging_sessions_finished += 1
+                stats.departures += before.depart_at > 0
+                self.setpoint = None
+        elif car.mode is Mode.CHARGING and car.battery < car.charge_target:
+            if setpoint_kw is None:
+                stats.unplanned_updates += 1
+            else:
+                stats.planned_updates += 1
+                stats.waiting_updates += setpoint_kw <= 0.0
         self.car = car
         # Distinct, increasing timestamps per car, even for several statuses in one ms.
         self.last_timestamp = max(now, self.last_timestamp + 1)
@@ -369,14 +433,22 @@ class _CarStream:
         # Set only when needed: the common status of a benchmark stays as cheap as before.
         if car.mode is Mode.CHARGING:
             status.station_id = car.station_id
+            if car.depart_at:
+                status.target_battery = car.charge_target
+                status.depart_at = car.depart_at
         elif car.mode is Mode.DRIVING and (car.battery < fleet.charge_below or car.battery <= 0):
             status.request_booking = True
         return status
 
     def _booked(self, booking: fleet_pb2.Booking) -> None:
         """A BOOKED answer: the car heads for the station, once per booking."""
-        if self.car.mode is Mode.CHARGING or booking.booking_id == self.booking_id:
-            return  # plugged in, or one more answer about the booking already followed
+        if (
+            self.car.mode is Mode.CHARGING
+            or self.car.going_home
+            or booking.booking_id == self.booking_id
+        ):
+            # Plugged in, on its way home, or one more answer about a followed booking.
+            return
         station = _station_of(booking)
         if station is None:
             log.debug("%s: ignoring a booking without a usable station", self.car.car_id)
@@ -419,6 +491,10 @@ class _CarStream:
                 latency = time.perf_counter() - sent.at
                 field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
                 stats.record_answer(latency, **{field: 1})
+                if answer.HasField("setpoint"):
+                    stats.setpoints += 1
+                    if self.car.mode is Mode.CHARGING:
+                        self.setpoint = (answer.setpoint.power_kw, answer.setpoint.until)
                 if answer.status == _S.BOOKED:
                     self._booked(answer.booking)
                 elif answer.status == _S.REJECTED:

@@ -98,6 +98,15 @@ class Stats:
     charging_sessions_started: int = 0
     charging_sessions_finished: int = 0
     bookings_expired_en_route: int = 0
+    # Plans (docs/planner.md): answers that carried a setpoint; updates of a plugged-in car
+    # charged at its plan's setpoint, of which waiting (0 kW) ones, and at full power
+    # without a plan; cars that left at their departure; depot cars that went home.
+    setpoints: int = 0
+    planned_updates: int = 0
+    waiting_updates: int = 0
+    unplanned_updates: int = 0
+    departures: int = 0
+    went_home: int = 0
     latencies: Reservoir = field(default_factory=Reservoir)
     started_at: float | None = None  # monotonic seconds
     finished_at: float | None = None
@@ -181,6 +190,12 @@ class Stats:
             "charging_sessions_started": self.charging_sessions_started,
             "charging_sessions_finished": self.charging_sessions_finished,
             "bookings_expired_en_route": self.bookings_expired_en_route,
+            "setpoints": self.setpoints,
+            "planned_updates": self.planned_updates,
+            "waiting_updates": self.waiting_updates,
+            "unplanned_updates": self.unplanned_updates,
+            "departures": self.departures,
+            "went_home": self.went_home,
             "rejected": self.rejected,
             "unavailable": self.unavailable,
             "unexpected": self.unexpected,

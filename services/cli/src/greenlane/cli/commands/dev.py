@@ -15,11 +15,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from greenlane.cli.devstack import Child, DevStack, Ports, available, simulator_summary
+from greenlane.cli.commands.stations import FileRefused
+from greenlane.cli.devstack import (
+    DEV_DEPOT_STATION,
+    Child,
+    DevStack,
+    Ports,
+    available,
+    simulator_summary,
+)
 from greenlane.cli.embedded import PortInUse, ServerFailed, stop_process
 from greenlane.core import cliargs
 from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.core.logs import setup_logging
+from greenlane.core.stations import Station
 from greenlane.simulator.config import FleetConfig
 
 log = logging.getLogger(__name__)
@@ -108,7 +117,10 @@ def _endpoints(
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
     if "planner" in services:
-        rows.append(("planner API", f"http://127.0.0.1:{p.planner}/api/planner/solve  (POST)"))
+        rows += [
+            ("planner API", f"http://127.0.0.1:{p.planner}/api/sites/midtown/schedule"),
+            ("planner CLI", "greenlane plan site midtown  |  greenlane plan car CAR_ID"),
+        ]
     if "hub" in services:
         rows.append(("hub (live map, WebSocket)", f"http://127.0.0.1:{p.hub}  (metrics /metrics)"))
     rows += more or []
@@ -127,11 +139,15 @@ async def _feed(stack: DevStack, stop: asyncio.Event, console: Console) -> None:
     from greenlane.liveops.format import session_statistics
     from greenlane.liveops.options import Options
 
-    console.print("[dim]live ops feed (greenlane liveops); Ctrl+C stops the platform[/dim]")
+    console.print(
+        "[dim]live ops feed (greenlane liveops --plans: ⚡ lines are the planner's); "
+        "Ctrl+C stops the platform[/dim]"
+    )
     result = await run_feed(
         Options(
             bootstrap_servers=stack.settings["GREENLANE_KAFKA_BOOTSTRAP_SERVERS"],
             topic=stack.topic,
+            plans=True,
         ),
         stop,
     )
@@ -151,6 +167,31 @@ async def _rows(stack: DevStack) -> int | None:
             return int(row[0]) if row else 0
     except psycopg.Error:
         return None
+
+
+async def _plans(stack: DevStack) -> dict[str, float] | None:
+    """The planner's plans in Redis, summed over the sites: cars on plans, and what the
+    plans cost against the same cars at full power on arrival (None: no planner)."""
+    from greenlane.core.keys import DEFAULT_REGION, Region
+    from greenlane.core.plans import read_schedules
+    from greenlane.core.redis_state import connect
+
+    redis = connect(stack.settings["GREENLANE_REDIS_URL"], timeout=2)
+    try:
+        schedules = await read_schedules(
+            redis, Region(stack.env.get("GREENLANE_REGION", DEFAULT_REGION))
+        )
+    finally:
+        await redis.aclose()
+    if not schedules:
+        return None
+    totals: dict[str, float] = {"sites": float(len(schedules))}
+    for schedule in schedules:
+        for key, value in schedule.totals().items():
+            if key != "feasible":
+                totals[key] = totals.get(key, 0.0) + float(value)
+    totals["short"] = float(sum(1 for s in schedules for c in s.cars if not c.feasible))
+    return totals
 
 
 async def _counts(stack: DevStack) -> tuple[int, int]:
@@ -220,10 +261,13 @@ async def _watch(
             try:
                 cars, events = await _counts(stack)
                 rows = await _rows(stack)
+                plans = await _plans(stack)
+                planned = "-" if plans is None else f"{plans.get('cars', 0):.0f}"
                 console.print(
                     f"[dim]{time.strftime('%H:%M:%S')}[/dim]  cars in fleet:locations: "
                     f"[bold]{cars}[/bold]  events in fleet-events: [bold]{events}[/bold]  "
-                    f"priced rows: [bold]{'-' if rows is None else rows}[/bold]"
+                    f"priced rows: [bold]{'-' if rows is None else rows}[/bold]  "
+                    f"cars on plans: [bold]{planned}[/bold]"
                 )
             except Exception as exc:  # a status line must never stop the platform
                 console.print(f"[yellow]status unavailable: {exc}[/yellow]")
@@ -244,6 +288,11 @@ async def _watch(
         await asyncio.sleep(1.0)  # the worker's last batch lingers a moment
     cars, events = await _counts(stack)
     rows = await _rows(stack)
+    try:
+        plans = await _plans(stack)
+    except Exception as exc:  # a figure of the summary: never worth failing dev
+        log.warning("plans unreadable: %s", exc)
+        plans = None
     summary = simulator_summary(stack.workdir) or {}
     table = Table(title="Summary", title_justify="left")
     table.add_column("measure")
@@ -261,6 +310,26 @@ async def _watch(
     table.add_row("events in fleet-events", str(events))
     if rows is not None:
         table.add_row("rows in charging_sessions", str(rows))
+    for key, what in (
+        ("setpoints", "answers with a setpoint"),
+        ("planned_updates", "charging updates at a plan's setpoint"),
+        ("waiting_updates", "of which waiting (0 kW)"),
+        ("departures", "cars that left at their departure"),
+    ):
+        if key in summary:
+            table.add_row(f"simulator {what}", str(summary[key]))
+    if plans is not None:
+        table.add_row("sites planned", f"{plans['sites']:.0f}")
+        table.add_row("cars on plans", f"{plans.get('cars', 0):.0f}")
+        table.add_row(
+            "plans: expected energy, cost",
+            f"{plans.get('expected_kwh', 0):.3f} kWh, ${plans.get('expected_cost', 0):.4f}",
+        )
+        table.add_row(
+            "full power on arrival: energy, cost",
+            f"{plans.get('full_power_kwh', 0):.3f} kWh, ${plans.get('full_power_cost', 0):.4f}",
+        )
+        table.add_row("cars short of their goal", f"{plans.get('short', 0):.0f}")
     console.print(table)
     if args.cars and (cars == 0 or events == 0):
         console.print("[red]no data reached Redis and Kafka: see the logs above[/red]")
@@ -287,8 +356,12 @@ def main(args: argparse.Namespace) -> int:
         stack.start_servers()
         stack.write_env_file()
         _migrate(stack, console)
-        _load_stations(stack, console)
-        stack.start_services(services)
+        stations = _load_stations(stack, console)
+        # A car silent for five updates has left its site.
+        presence = f"{max(30.0, 5 * args.interval):g}"
+        stack.start_services(
+            services, {"planner": {"GREENLANE_PLANNER_PRESENCE_TIMEOUT_SECONDS": presence}}
+        )
         observed: list[tuple[str, str]] = []
         if args.observability:
             from greenlane.cli.observability import start_observability
@@ -302,10 +375,17 @@ def main(args: argparse.Namespace) -> int:
         # can stop it if this process is killed (see embedded.spawn).
         simulator = None
         if args.cars:
-            simulator = stack.start_simulator(args.cars, args.interval, args.duration)
+            depot_id = os.environ.get("GREENLANE_DEV_DEPOT_STATION", DEV_DEPOT_STATION)
+            depot = next((s for s in stations if s.station_id == depot_id), None)
+            simulator = stack.start_simulator(
+                args.cars,
+                args.interval,
+                args.duration,
+                None if depot is None else (depot.station_id, depot.lat, depot.lon, depot.power_kw),
+            )
         return asyncio.run(_watch(stack, args, console, simulator))
-    except PortInUse as exc:
-        console.print(f"[red]error:[/red] {exc}")
+    except (PortInUse, FileRefused) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     except ServerFailed as exc:
         console.print(f"[red]error:[/red] {exc}")
@@ -329,23 +409,28 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _load_stations(stack: DevStack, console: Console) -> None:
+def _load_stations(stack: DevStack, console: Console) -> list[Station]:
+    """The dev station and site files into Redis, validated like `greenlane stations load`."""
+    from greenlane.cli.commands.stations import read_files
     from greenlane.core.keys import DEFAULT_REGION, Region
     from greenlane.core.redis_state import connect
-    from greenlane.core.stations import load_stations, parse_stations
+    from greenlane.core.stations import load_stations
 
     path = Path(os.environ.get("GREENLANE_DEV_STATIONS_FILE", "data/stations/manhattan.csv"))
-    stations = parse_stations(path.read_text())
+    site_path = os.environ.get("GREENLANE_DEV_SITES_FILE")
+    stations, sites = read_files(path, Path(site_path) if site_path else None)
     region = Region(os.environ.get("GREENLANE_REGION", DEFAULT_REGION))
 
     async def load() -> int:
         client = connect(stack.settings["GREENLANE_REDIS_URL"])
         try:
-            return await load_stations(client, stations, region)
+            return await load_stations(client, stations, region, sites)
         finally:
             await client.aclose()
 
-    console.print(f"stations: {asyncio.run(load())} loaded from {path}")
+    count = asyncio.run(load())
+    console.print(f"stations: {count} in {len(sites)} sites loaded from {path}")
+    return stations
 
 
 def _migrate(stack: DevStack, console: Console) -> None:

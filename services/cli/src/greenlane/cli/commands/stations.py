@@ -13,9 +13,17 @@ from rich.console import Console
 from greenlane.core.devenv import lookup
 from greenlane.core.keys import DEFAULT_REGION, Region, check_region
 from greenlane.core.redis_state import connect
-from greenlane.core.stations import Station, StationFileError, load_stations, parse_stations
+from greenlane.core.stations import (
+    Site,
+    SiteFileError,
+    Station,
+    StationFileError,
+    load_stations,
+    read_station_files,
+)
 
 DEFAULT_FILE = Path("data/stations/manhattan.csv")
+DEFAULT_SITES = Path("data/sites/manhattan.csv")
 
 
 def add_parser(sub: Any) -> None:
@@ -23,10 +31,12 @@ def add_parser(sub: Any) -> None:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     load = actions.add_parser(
         "load",
-        help="load a station file (CSV: id,name,lat,lon,capacity,power_kw) into Redis",
+        help="load a station file (CSV: id,name,lat,lon,capacity,power_kw,site_id) and its "
+        "site file into Redis",
         description="Upsert stations into a region's stations:locations (GEO) and station "
-        "hashes (see docs/booking.md). Live bookings are kept. An invalid file is refused "
-        "whole, naming the line and field.",
+        "hashes, and their sites (CSV: site_id,name,limit_kw; the grid limit of each) into "
+        "the site hashes and sets (see docs/booking.md, docs/planner.md). Live bookings are "
+        "kept. An invalid file is refused whole, naming the file, the line and the field.",
     )
     load.add_argument(
         "file",
@@ -34,6 +44,12 @@ def add_parser(sub: Any) -> None:
         nargs="?",
         default=DEFAULT_FILE,
         help=f"station file (default {DEFAULT_FILE})",
+    )
+    load.add_argument(
+        "--sites",
+        type=Path,
+        default=None,
+        help=f"site file (default {DEFAULT_SITES} when the stations name sites)",
     )
     load.add_argument(
         "--redis-url", default=None, help="default $GREENLANE_REDIS_URL, else .greenlane/dev.env"
@@ -59,12 +75,33 @@ def _region(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-async def _load(url: str, cluster: bool, region: Region, stations: list[Station]) -> int:
+async def _load(
+    url: str, cluster: bool, region: Region, stations: list[Station], sites: list[Site]
+) -> int:
     client = connect(url, cluster=cluster)
     try:
-        return await load_stations(client, stations, region)
+        return await load_stations(client, stations, region, sites)
     finally:
         await client.aclose()
+
+
+class FileRefused(ValueError):
+    """A station or site file that cannot be loaded: `FILE: line N: FIELD: why`."""
+
+
+def read_files(station_file: Path, site_file: Path | None) -> tuple[list[Station], list[Site]]:
+    """The station file and its site file, validated together. Without --sites, the
+    default site file is used when the stations have a site_id column."""
+    text = station_file.read_text()
+    if site_file is None and text.split("\n", 1)[0].rstrip("\r").endswith(",site_id"):
+        site_file = DEFAULT_SITES
+    site_text = site_file.read_text() if site_file is not None else None
+    try:
+        return read_station_files(text, site_text)
+    except SiteFileError as exc:
+        raise FileRefused(f"{site_file}: {exc}") from None
+    except StationFileError as exc:
+        raise FileRefused(f"{station_file}: {exc}") from None
 
 
 def main(args: argparse.Namespace) -> int:
@@ -79,15 +116,21 @@ def main(args: argparse.Namespace) -> int:
         console.print(f"[red]error:[/red] GREENLANE_REGION: {exc}")
         return 2
     try:
-        count = asyncio.run(_load(url, cluster, region, parse_stations(args.file.read_text())))
-    except FileNotFoundError:
-        console.print(f"[red]error:[/red] {args.file}: no such file")
+        stations, sites = read_files(args.file, args.sites)
+        count = asyncio.run(_load(url, cluster, region, stations, sites))
+    except FileNotFoundError as exc:
+        console.print(f"[red]error:[/red] {exc.filename}: no such file")
         return 2
-    except StationFileError as exc:
-        console.print(f"[red]error:[/red] {args.file}: {exc}")
+    except FileRefused as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return 2
     except (RedisError, OSError) as exc:
         console.print(f"[red]error:[/red] cannot reach Redis: {type(exc).__name__}: {exc}")
         return 1
-    console.print(f"loaded {count} stations from {args.file} into region {region.name}")
+    where = f" and {len(sites)} sites" if sites else ""
+    # One line, however narrow the terminal: scripts grep it.
+    console.print(
+        f"loaded {count} stations{where} from {args.file} into region {region.name}",
+        soft_wrap=True,
+    )
     return 0
