@@ -8,6 +8,7 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from greenlane.core.edge import tls_files
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.serving import bind_listener, serve_until_stopped
@@ -65,7 +66,11 @@ async def main(args: argparse.Namespace) -> int:
             host, port = sock.getsockname()[:2]
             log.info("planner listening on http://%s:%s", host, port)
             stopped = await serve_until_stopped(
-                create_app(settings), sock, stop, settings.shutdown_grace_seconds
+                create_app(settings),
+                sock,
+                stop,
+                settings.shutdown_grace_seconds,
+                tls=tls_files(settings),
             )
         if not stopped:
             log.error("planner server stopped without being asked to")
