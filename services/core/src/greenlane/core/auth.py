@@ -491,7 +491,7 @@ class Authenticator:
             if principal is None and self.jwt is not None and looks_like_jwt(token):
                 principal = await self.jwt.verify(token)
             if principal is None:
-                raise AuthError("invalid token")
+                raise AuthError("invalid x-api-token or bearer token")
             if cert is not None and cert.fleet != principal.fleet and not principal.operator:
                 raise AuthError(
                     f"the token's fleet {principal.fleet!r} is not the client "

@@ -15,15 +15,15 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from opentelemetry import trace
-from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from greenlane.core.auth import presented_token, token_is_valid
+from greenlane.core.auth import PLANS_READ
 from greenlane.core.errors import InvalidField
+from greenlane.core.http import ProblemError, authenticate, problem_handler
 from greenlane.core.http import problem as problem_response
 from greenlane.core.telemetry import probes_app
 from greenlane.planner import metrics
@@ -134,17 +134,17 @@ def create_app(
     settings: PlannerSettings, *, tracer_provider: trace.TracerProvider | None = None
 ) -> Starlette:
     """The planner's API as an ASGI app (metrics go to the default registry)."""
-    tokens: list[SecretStr] = list(settings.api_tokens)
+    authenticator = settings.authenticator()
     tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
     solving = asyncio.Semaphore(settings.planner_max_concurrent_solves)
     time_limit = settings.planner_solve_time_limit_seconds
 
-    def authorize(request: Request) -> None:
-        if not token_is_valid(presented_token(request.headers), tokens):
-            raise ApiProblem(401, "missing or invalid x-api-token")
-
     async def whatif(request: Request) -> Response:
-        authorize(request)
+        # A what-if reads and stores nothing of any fleet: any caller that may read plans.
+        await authenticate(request, authenticator, PLANS_READ)
+        if request.query_params:
+            name = next(iter(request.query_params))[:_ECHO_LIMIT]
+            raise ApiProblem(400, f"unknown query parameter {name!r} (allowed: none)")
         if not _is_json(request.headers.get("content-type", "")):
             raise ApiProblem(415, "body: send JSON with Content-Type: application/json")
         raw = await _body(request)
@@ -198,6 +198,7 @@ def create_app(
         routes=[Route(SOLVE_PATH, whatif, methods=["POST"]), *probes_app().routes],
         exception_handlers={
             ApiProblem: on_problem,
+            ProblemError: problem_handler,
             InvalidField: on_invalid,
             HTTPException: on_http,
             Exception: on_error,
