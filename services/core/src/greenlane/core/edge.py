@@ -254,7 +254,10 @@ def server_config(
         options["ssl_certfile"] = tls.cert_file
         options["ssl_keyfile"] = tls.key_file
         if tls.client_ca_file:
+            # A client certificate is verified when presented and names the caller's
+            # fleet; not required, since probes and token callers present none (gRPC
+            # requires one: docs/security.md).
             options["ssl_ca_certs"] = tls.client_ca_file
-            options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+            options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
     options.update(extra)
     return uvicorn.Config(BodyLimits(app, limits), **options)
