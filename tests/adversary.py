@@ -1,0 +1,161 @@
+"""Helpers of the adversarial suite (tests/security): credentials, statuses, a JWKS server.
+
+Everything listens on 127.0.0.1, on free ports, against the session's real Valkey and
+Tansu (tests/conftest.py). Credentials:
+
+- alpha, beta: two fleets that write telemetry and read and write bookings;
+- alpha-reader: alpha's, with bookings:read only;
+- gamma: a fleet with tight limits (5 statuses/s, burst 5, 2 streams, batches of 10);
+- ops: the operator (every fleet);
+- JWTs signed by the keys the JWKS server publishes (issuer ISSUER, audience AUDIENCE).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from conftest import ingestion_settings
+
+from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis
+from greenlane.core.stations import Station
+from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
+
+ALPHA = "alpha-token-0123456789abcdef"
+BETA = "beta-token-0123456789abcdefgh"
+READER = "alpha-reader-token-0123456789"
+GAMMA = "gamma-token-0123456789abcdefg"
+OPS = "operator-token-0123456789abcd"
+ISSUER = "https://issuer.greenlane.test/"
+AUDIENCE = "greenlane-ingestion"
+STATION = Station("st-sec", "Security Square", 40.7580, -73.9855, 4, 150.0)
+
+RW = ["telemetry:write", "bookings:read", "bookings:write", "map:read", "plans:read"]
+CREDENTIALS = [
+    {"token": ALPHA, "fleet": "alpha", "scopes": RW, "name": "alpha-gw"},
+    {"token": BETA, "fleet": "beta", "scopes": RW, "name": "beta-gw", "limits": {"bookings": 3}},
+    {"token": READER, "fleet": "alpha", "scopes": ["bookings:read"], "name": "alpha-reader"},
+    {
+        "token": GAMMA,
+        "fleet": "gamma",
+        "scopes": RW,
+        "name": "gamma-gw",
+        "limits": {"statuses_per_second": 5, "burst": 5, "streams": 2, "batch": 10},
+    },
+    {"token": OPS, "fleet": "ops", "scopes": ["operator"], "name": "ops"},
+]
+
+
+def meta(token: str) -> list[tuple[str, str]]:
+    return [("x-api-token", token)]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def status(car: str, i: int = 0, **kw: Any) -> fleet_pb2.CarStatus:
+    values: dict[str, Any] = {
+        "car_id": car,
+        "lat": 40.75 + i * 1e-4,
+        "lon": -73.98,
+        "battery": 80.0,
+        "velocity": 30.0,
+        "timestamp": now_ms() + i,
+    }
+    values.update(kw)
+    return fleet_pb2.CarStatus(**values)
+
+
+async def stream(
+    stub: fleet_pb2_grpc.FleetTelemetryStub, token: str, msgs: list[fleet_pb2.CarStatus]
+) -> list[fleet_pb2.BookingResponse]:
+    async def gen() -> AsyncIterator[fleet_pb2.CarStatus]:
+        for m in msgs:
+            yield m
+
+    return [r async for r in stub.StreamTelemetry(gen(), metadata=meta(token))]
+
+
+class Jwks:
+    """A JWKS document served over real HTTP on loopback; keys can rotate at any time."""
+
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = []
+        self.requests = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                outer.requests += 1
+                body = json.dumps({"keys": outer.keys}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add_key(self) -> tuple[str, Any]:
+        """A new RSA key published under a new kid; returns (kid, private key)."""
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        kid = uuid.uuid4().hex[:12]
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+        jwk.update({"kid": kid, "use": "sig", "alg": "RS256"})
+        self.keys.append(jwk)
+        return kid, key
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def sign(key: Any, kid: str, **claims: Any) -> str:
+    import jwt
+
+    now = int(time.time())
+    body: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "fleet-backend",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "greenlane_fleet": "delta",
+        "scope": "telemetry:write bookings:read",
+    }
+    body.update(claims)
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
+
+
+def secure_settings(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str, jwks: Jwks, **more: Any
+) -> object:
+    return ingestion_settings(
+        redis_server.url,
+        kafka_server.url,
+        topic,
+        api_tokens="",
+        credentials=json.dumps(CREDENTIALS),
+        jwt_jwks_url=jwks.url,
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+        jwt_jwks_min_refresh_seconds=0.5,
+        jwt_leeway_seconds=0,
+        **more,
+    )
