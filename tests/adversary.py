@@ -12,6 +12,7 @@ Tansu (tests/conftest.py). Credentials:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import grpc
 from conftest import ingestion_settings
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis
@@ -159,3 +161,47 @@ def secure_settings(
         jwt_leeway_seconds=0,
         **more,
     )
+
+
+class AckProbe:
+    """A normal client of fleet alpha: one status every `every` seconds on its own stream
+    and connection, the acknowledgement latency of each recorded, until stopped."""
+
+    def __init__(self, port: int, token: str, car: str = "probe-car", every: float = 0.02):
+        self.port, self.token, self.car, self.every = port, token, car, every
+        self.latencies: list[float] = []
+        self.statuses: list[int] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> AckProbe:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0.3)  # connected and warm before the attack starts
+        self.latencies.clear()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await asyncio.wait_for(self._task, 30)
+
+    async def _run(self) -> None:
+        options = (("grpc.use_local_subchannel_pool", 1),)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.port}", options=options) as ch:
+            stub = fleet_pb2_grpc.FleetTelemetryStub(ch)
+            call = stub.StreamTelemetry(metadata=meta(self.token))
+            i = 0
+            while not self._stop.is_set():
+                i += 1
+                started = time.perf_counter()
+                await call.write(status(self.car, i))
+                answer = await call.read()
+                self.latencies.append(time.perf_counter() - started)
+                self.statuses.append(answer.status)
+                await asyncio.sleep(self.every)
+            await call.done_writing()
+
+    def p99_ms(self) -> float:
+        ordered = sorted(self.latencies)
+        assert ordered, "the probe got no answer"
+        return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]

@@ -20,6 +20,7 @@ from greenlane.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from greenlane.core.auth import Authenticator
+    from greenlane.core.edge import EdgeLimits
 from greenlane.core.keys import DEFAULT_REGION, check_region
 from greenlane.core.wire import FLEET_EVENTS_TOPIC
 
@@ -116,6 +117,13 @@ class TlsSettings(BaseServiceSettings):
     tls_cert_file: str = ""
     tls_key_file: str = ""
     tls_client_ca_file: str = ""
+    # The HTTP edge (greenlane.core.edge): a request head must arrive within this time of
+    # connecting (or of the previous response), a body may pause this long, and be this
+    # large; at most this many connections at once.
+    http_header_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    http_body_timeout_seconds: float = Field(10.0, gt=0, le=600)
+    http_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    http_max_connections: int = Field(2000, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _tls_files(self) -> TlsSettings:
@@ -128,6 +136,16 @@ class TlsSettings(BaseServiceSettings):
         if self.tls_client_ca_file and not self.tls_cert_file:
             raise ValueError(f"{ENV_PREFIX}TLS_CLIENT_CA_FILE needs {ENV_PREFIX}TLS_CERT_FILE")
         return self
+
+    def edge_limits(self) -> EdgeLimits:
+        from greenlane.core.edge import EdgeLimits
+
+        return EdgeLimits(
+            header_timeout=self.http_header_timeout_seconds,
+            body_timeout=self.http_body_timeout_seconds,
+            max_body_bytes=self.http_max_body_bytes,
+            max_connections=self.http_max_connections,
+        )
 
     @property
     def tls(self) -> bool:

@@ -63,6 +63,7 @@ async def main(args: argparse.Namespace) -> int:
         config = server_config(
             create_app(settings),
             tls=tls_files(settings),
+            limits=settings.edge_limits(),
             graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = SignalNeutralServer(config)

@@ -69,6 +69,7 @@ def server_for(service: HubService) -> SignalNeutralServer:
     config = server_config(
         create_app(service),
         tls=tls_files(service.settings),
+        limits=service.settings.edge_limits(),
         graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # one encoding of a frame serves every client

@@ -234,6 +234,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
             settings.booking_api_port,
             variable="GREENLANE_BOOKING_API_PORT",
             tls=tls_files(settings),
+            limits=settings.edge_limits(),
         )
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))

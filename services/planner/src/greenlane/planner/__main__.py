@@ -71,6 +71,7 @@ async def main(args: argparse.Namespace) -> int:
                 stop,
                 settings.shutdown_grace_seconds,
                 tls=tls_files(settings),
+                limits=settings.edge_limits(),
             )
         if not stopped:
             log.error("planner server stopped without being asked to")
