@@ -25,6 +25,7 @@ from typing import Any, Final
 
 import h11
 import uvicorn
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -145,12 +146,16 @@ def guarded_protocol(header_timeout: float) -> type[GuardedH11Protocol]:
     return type("GuardedH11Protocol", (GuardedH11Protocol,), {"header_timeout": header_timeout})
 
 
-class BodyTimeout(Exception):
-    pass
+class BodyTimeout(HTTPException):
+    """Raised from receive(): an app's HTTPException handler answers it (problem+json)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"body: nothing arrived for {seconds:g} s")
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    def __init__(self, most: int) -> None:
+        super().__init__(413, f"body: larger than {most} bytes")
 
 
 class BodyLimits:
@@ -177,11 +182,11 @@ class BodyLimits:
             try:
                 message = await asyncio.wait_for(receive(), limits.body_timeout)
             except TimeoutError:
-                raise BodyTimeout from None
+                raise BodyTimeout(limits.body_timeout) from None
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > limits.max_body_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limits.max_body_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
