@@ -205,3 +205,56 @@ class AckProbe:
         ordered = sorted(self.latencies)
         assert ordered, "the probe got no answer"
         return 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def rss_mb() -> float:
+    """This process's resident memory (the server runs in the test's process)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+STORM_SCRIPT = """
+import asyncio, collections, json, sys, time
+import grpc
+from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
+
+async def main(port, n):
+    codes = collections.Counter()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        stub = fleet_pb2_grpc.FleetTelemetryStub(ch)
+        async def one():
+            async def gen():
+                yield fleet_pb2.CarStatus(car_id="storm-car", lat=40.7, lon=-73.9,
+                    battery=50, velocity=1, timestamp=int(time.time() * 1000))
+            try:
+                async for _ in stub.StreamTelemetry(gen()):
+                    pass
+                codes["OK"] += 1
+            except grpc.aio.AioRpcError as exc:
+                codes[exc.code().name] += 1
+        await asyncio.gather(*(one() for _ in range(n)))
+    print(json.dumps(codes))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+async def storm_from_another_process(port: int, streams: int) -> dict[str, int]:
+    """`streams` streams without a credential opened at once on one connection, by another
+    process (so the attacker's own work does not run in the server's event loop)."""
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        STORM_SCRIPT,
+        str(port),
+        str(streams),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    result: dict[str, int] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
