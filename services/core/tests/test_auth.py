@@ -16,7 +16,6 @@ from greenlane.core.auth import (
     Limits,
     Principal,
     StaticTokens,
-    certificate_identity,
     metadata_token,
     parse_credentials,
     plain_credentials,
@@ -24,6 +23,7 @@ from greenlane.core.auth import (
     safe_text,
     token_is_valid,
 )
+from greenlane.core.cert_auth import certificate_identity
 from greenlane.core.settings import DEV_TOKEN
 
 TOKENS = [SecretStr("first-token-0123456789"), SecretStr("second-token-0123456789")]

@@ -62,6 +62,16 @@ def tls_files(settings: Any) -> TlsFiles | None:
     return TlsFiles(cert, settings.tls_key_file, getattr(settings, "tls_client_ca_file", ""))
 
 
+def edge_limits(settings: Any) -> EdgeLimits:
+    """EdgeLimits from a settings object's GREENLANE_HTTP_* fields (core.settings.TlsSettings)."""
+    return EdgeLimits(
+        header_timeout=settings.http_header_timeout_seconds,
+        body_timeout=settings.http_body_timeout_seconds,
+        max_body_bytes=settings.http_max_body_bytes,
+        max_connections=settings.http_max_connections,
+    )
+
+
 def _problem_bytes(status: int, title: str, detail: str) -> bytes:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     return json.dumps(body).encode()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
     Field,
@@ -17,10 +17,6 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from greenlane.core.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from greenlane.core.auth import Authenticator
-    from greenlane.core.edge import EdgeLimits
 from greenlane.core.keys import DEFAULT_REGION, check_region
 from greenlane.core.wire import FLEET_EVENTS_TOPIC
 
@@ -137,16 +133,6 @@ class TlsSettings(BaseServiceSettings):
             raise ValueError(f"{ENV_PREFIX}TLS_CLIENT_CA_FILE needs {ENV_PREFIX}TLS_CERT_FILE")
         return self
 
-    def edge_limits(self) -> EdgeLimits:
-        from greenlane.core.edge import EdgeLimits
-
-        return EdgeLimits(
-            header_timeout=self.http_header_timeout_seconds,
-            body_timeout=self.http_body_timeout_seconds,
-            max_body_bytes=self.http_max_body_bytes,
-            max_connections=self.http_max_connections,
-        )
-
     @property
     def tls(self) -> bool:
         return bool(self.tls_cert_file)
@@ -251,47 +237,6 @@ class TokenSettings(TlsSettings):
                 f"{ENV_PREFIX}TLS_CLIENT_CA_FILE)"
             )
         return self
-
-    def authenticator(self) -> Authenticator:
-        """The one Authenticator these settings describe."""
-        from greenlane.core.auth import (
-            Authenticator,
-            JwtConfig,
-            JwtVerifier,
-            StaticTokens,
-            check_scopes,
-            parse_credentials,
-            plain_credentials,
-        )
-
-        creds = plain_credentials(self.api_tokens, DEV_TOKEN)
-        if self.credentials is not None:
-            creds += parse_credentials(self.credentials.get_secret_value())
-        verifier = None
-        if self.jwt_jwks_url or self.jwt_jwks_file:
-            jwks = json.loads(Path(self.jwt_jwks_file).read_text()) if self.jwt_jwks_file else None
-            verifier = JwtVerifier(
-                JwtConfig(
-                    issuer=self.jwt_issuer,
-                    audience=self.jwt_audience,
-                    jwks_url=self.jwt_jwks_url,
-                    jwks=jwks,
-                    algorithms=tuple(self.jwt_algorithms.split(",")),
-                    fleet_claim=self.jwt_fleet_claim,
-                    scopes_claim=self.jwt_scopes_claim,
-                    leeway_seconds=self.jwt_leeway_seconds,
-                    min_refresh_seconds=self.jwt_jwks_min_refresh_seconds,
-                    ttl_seconds=self.jwt_jwks_ttl_seconds,
-                )
-            )
-        return Authenticator(
-            StaticTokens(creds),
-            verifier,
-            certificates=self.mtls,
-            certificate_scopes=check_scopes(
-                s.strip() for s in self.certificate_scopes.split(",") if s.strip()
-            ),
-        )
 
 
 S = TypeVar("S", bound=BaseSettings)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from functools import partial
 
 from greenlane.core import cliargs
-from greenlane.core.edge import server_config, tls_files
+from greenlane.core.edge import edge_limits, server_config, tls_files
 from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
@@ -63,7 +63,7 @@ async def main(args: argparse.Namespace) -> int:
         config = server_config(
             create_app(settings),
             tls=tls_files(settings),
-            limits=settings.edge_limits(),
+            limits=edge_limits(settings),
             graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = SignalNeutralServer(config)

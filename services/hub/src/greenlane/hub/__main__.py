@@ -9,7 +9,7 @@ import socket
 from collections.abc import Sequence
 from functools import partial
 
-from greenlane.core.edge import server_config, tls_files
+from greenlane.core.edge import edge_limits, server_config, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
@@ -69,7 +69,7 @@ def server_for(service: HubService) -> SignalNeutralServer:
     config = server_config(
         create_app(service),
         tls=tls_files(service.settings),
-        limits=service.settings.edge_limits(),
+        limits=edge_limits(service.settings),
         graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # one encoding of a frame serves every client

@@ -20,6 +20,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from greenlane.core.auth import MAP_READ, AuthError, Principal, presented_token
+from greenlane.core.authenticator import build_authenticator
 from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.http import (
     ProblemError,
@@ -85,7 +86,7 @@ def parse_ws_params(params: dict[str, list[str]]) -> tuple[int | None, str | Non
 
 def create_app(service: HubService) -> Starlette:
     settings = service.settings
-    authenticator = settings.authenticator()
+    authenticator = build_authenticator(settings)
     assets = web_dir(settings)
 
     def view(principal: Principal) -> str | None:

@@ -17,7 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from greenlane.core.auth import Authenticator
-from greenlane.core.edge import tls_files
+from greenlane.core.authenticator import build_authenticator
+from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
@@ -165,7 +166,7 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
 
 
 async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) -> RunningServer:
-    authenticator = settings.authenticator()
+    authenticator = build_authenticator(settings)
     server, port = _grpc_server(settings, authenticator)
     listener = _Listener(server)
     stack.push_async_callback(listener.release_unstarted)
@@ -234,7 +235,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
             settings.booking_api_port,
             variable="GREENLANE_BOOKING_API_PORT",
             tls=tls_files(settings),
-            limits=settings.edge_limits(),
+            limits=edge_limits(settings),
         )
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))

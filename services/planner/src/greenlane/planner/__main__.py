@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
-from greenlane.core.edge import tls_files
+from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.serving import bind_listener, serve_until_stopped
@@ -71,7 +71,7 @@ async def main(args: argparse.Namespace) -> int:
                 stop,
                 settings.shutdown_grace_seconds,
                 tls=tls_files(settings),
-                limits=settings.edge_limits(),
+                limits=edge_limits(settings),
             )
         if not stopped:
             log.error("planner server stopped without being asked to")

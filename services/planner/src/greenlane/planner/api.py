@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from greenlane.core.auth import PLANS_READ
+from greenlane.core.authenticator import build_authenticator
 from greenlane.core.errors import InvalidField
 from greenlane.core.http import ProblemError, authenticate, problem_handler
 from greenlane.core.http import problem as problem_response
@@ -134,7 +135,7 @@ def create_app(
     settings: PlannerSettings, *, tracer_provider: trace.TracerProvider | None = None
 ) -> Starlette:
     """The planner's API as an ASGI app (metrics go to the default registry)."""
-    authenticator = settings.authenticator()
+    authenticator = build_authenticator(settings)
     tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
     solving = asyncio.Semaphore(settings.planner_max_concurrent_solves)
     time_limit = settings.planner_solve_time_limit_seconds
