@@ -184,6 +184,18 @@ handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ACL user of the services ("" = the default user). */}}
+{{- define "greenlane.redis.username" -}}
+{{- if .Values.redis.enabled -}}
+{{- $auth := .Values.redis.auth | default dict -}}
+{{- if (hasKey $auth "enabled" | ternary $auth.enabled true) -}}
+{{- hasKey $auth "username" | ternary $auth.username "greenlane" -}}
+{{- end -}}
+{{- else -}}
+{{- .Values.externalRedis.username -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "greenlane.redis.secretKey" -}}
 {{- if .Values.redis.enabled -}}
 {{- ((.Values.redis.auth).existingSecretPasswordKey) | default "redis-password" -}}
@@ -300,7 +312,7 @@ $(VAR): Kubernetes expands it, so no password appears in a manifest or a ConfigM
       name: {{ $secret }}
       key: {{ include "greenlane.redis.secretKey" $root }}
 - name: GREENLANE_REDIS_URL
-  value: "{{ $scheme }}://:$(GREENLANE_REDIS_PASSWORD)@{{ $hostPort }}/{{ $db }}"
+  value: "{{ $scheme }}://{{ include "greenlane.redis.username" $root }}:$(GREENLANE_REDIS_PASSWORD)@{{ $hostPort }}/{{ $db }}"
 {{- else }}
 - name: GREENLANE_REDIS_URL
   value: "{{ $scheme }}://{{ $hostPort }}/{{ $db }}"
