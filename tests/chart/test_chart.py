@@ -15,9 +15,11 @@ from chart.helm import (
     CHART,
     KUBERNETES_VERSIONS,
     NAMESPACE,
+    NEWEST_KUBERNETES,
     SUBCHARTS,
     VALUE_SETS,
     HelmError,
+    Rendered,
     render,
     run_helm,
     template,
@@ -229,7 +231,7 @@ def test_passwords_reach_connection_urls_only_through_secret_references() -> Non
         "key": "redis-password",
     }
     assert ingestion["GREENLANE_REDIS_URL"]["value"] == (
-        "redis://:$(GREENLANE_REDIS_PASSWORD)@greenlane-redis:6379/0"
+        "redis://greenlane:$(GREENLANE_REDIS_PASSWORD)@greenlane-redis:6379/0"
     )
     worker = env_of(rendered.named("Deployment", "greenlane-pricing-worker"))
     assert worker["GREENLANE_DATABASE_URL"]["value"] == (
@@ -238,6 +240,39 @@ def test_passwords_reach_connection_urls_only_through_secret_references() -> Non
     )
     # Least privilege: the worker gets no Redis password and no API tokens.
     assert not {"GREENLANE_REDIS_PASSWORD", "GREENLANE_API_TOKENS"} & set(worker)
+
+
+def test_the_bundled_redis_turns_the_default_user_off_and_gives_each_user_its_acl() -> None:
+    rendered = render("default")
+    redis = rendered.named("StatefulSet", "greenlane-redis")["spec"]["template"]["spec"]
+    container = redis["containers"][0]
+    script = container["args"][0]
+    assert "--user default off" in script
+    assert '--user greenlane on ">$REDIS_PASSWORD" "~*" "&*" "+@all" "-@admin"' in script
+    assert '--user monitor on ">$REDIS_PASSWORD" "~*" "-@all" "+ping" "+info"' in script
+    assert "--requirepass" not in script
+    # The probes log in as the read-only user; redis-cli takes the password from REDISCLI_AUTH.
+    assert container["readinessProbe"]["exec"]["command"] == [
+        "redis-cli", "-h", "127.0.0.1", "--user", "monitor", "ping"
+    ]  # fmt: skip
+    assert {e["name"] for e in container["env"]} == {"REDIS_PASSWORD", "REDISCLI_AUTH"}
+
+
+def test_without_an_acl_user_the_bundled_redis_keeps_one_password_for_the_default_user() -> None:
+    rendered = Rendered(
+        "default",
+        NEWEST_KUBERNETES,
+        template("--set", "redis.auth.username=", values=VALUE_SETS["default"]),
+    )
+    script = rendered.named("StatefulSet", "greenlane-redis")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"][0]
+    assert '--requirepass "$REDIS_PASSWORD"' in script
+    assert "--user" not in script
+    ingestion = env_of(rendered.named("Deployment", "greenlane-ingestion"))
+    assert ingestion["GREENLANE_REDIS_URL"]["value"] == (
+        "redis://:$(GREENLANE_REDIS_PASSWORD)@greenlane-redis:6379/0"
+    )
 
 
 def test_without_tokens_in_values_the_chart_generates_one_random_token() -> None:

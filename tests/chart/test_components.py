@@ -47,6 +47,7 @@ def test_a_new_service_is_one_entry_that_names_only_what_differs(tmp_path: Any) 
         "Deployment",
         "Service",
         "PodDisruptionBudget",
+        "NetworkPolicy",  # on by default
     }
     policies = all_policies("0.1.0")
     assert {name: check([example]) for name, check in policies.items()} == {n: [] for n in policies}

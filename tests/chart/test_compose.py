@@ -125,4 +125,16 @@ def test_ports_are_published_on_the_loopback_address_only() -> None:
 def test_no_secret_has_a_default_but_the_local_database_password() -> None:
     text = COMPOSE.read_text()
     assert "${GREENLANE_API_TOKENS:?" in text  # compose refuses to start without tokens
+    # ... and without a Redis password, which reaches Redis and every client of it.
+    redis = MODEL["services"]["redis"]
+    assert redis["environment"]["REDIS_PASSWORD"].startswith("${GREENLANE_REDIS_PASSWORD:?")
+    assert '--requirepass "$$REDIS_PASSWORD"' in redis["command"][-1]
+    clients = [
+        s for s in MODEL["services"].values() if "GREENLANE_REDIS_URL" in s.get("environment", {})
+    ]
+    assert len(clients) == 2
+    for client in clients:
+        assert client["environment"]["GREENLANE_REDIS_URL"].startswith(
+            "redis://:${GREENLANE_REDIS_PASSWORD:?"
+        )
     assert "greenlane-secret-token" not in text  # the dev token is the embedded default's only

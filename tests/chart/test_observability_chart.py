@@ -176,6 +176,7 @@ def test_the_exporters_read_the_bundled_backends_passwords_from_their_secrets() 
     redis = env_of(rendered.named("Deployment", "greenlane-redis-exporter"))
     assert redis["REDIS_ADDR"]["value"] == "redis://greenlane-redis:6379"
     assert redis["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "greenlane-redis"
+    assert redis["REDIS_USER"]["value"] == "monitor"  # the bundled Redis's read-only user
     postgres = env_of(rendered.named("Deployment", "greenlane-postgres-exporter"))
     assert (
         postgres["DATA_SOURCE_URI"]["value"] == "greenlane-timescale:5432/greenlane?sslmode=disable"

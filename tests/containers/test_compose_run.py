@@ -26,6 +26,7 @@ from containers.standins import COMPOSE_OVERRIDE, backends_image
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 TOKEN = "compose-test-token-5b2e91"
+REDIS_PASSWORD = "composeRedisPassword7c41"
 COUNT_ROWS = (
     "import json, os, psycopg; print(json.dumps(psycopg.connect(os.environ["
     "'GREENLANE_DATABASE_URL']).execute('SELECT count(*), count(DISTINCT car_id)"
@@ -35,7 +36,11 @@ COUNT_ROWS = (
 
 @pytest.fixture(scope="module")
 def compose(engine: ci.Engine, images: dict[str, ci.Built]) -> Iterator[ComposeRun]:
-    env = {"GREENLANE_API_TOKENS": TOKEN, "GREENLANE_STANDIN_BACKENDS": backends_image(engine)}
+    env = {
+        "GREENLANE_API_TOKENS": TOKEN,
+        "GREENLANE_REDIS_PASSWORD": REDIS_PASSWORD,
+        "GREENLANE_STANDIN_BACKENDS": backends_image(engine),
+    }
     model = load([ROOT / "compose.yaml", COMPOSE_OVERRIDE], env)
     # compose.yaml's images, as this checkout built them (under its own tag).
     built = {b.ref.split(":")[0]: b.ref for b in images.values()}

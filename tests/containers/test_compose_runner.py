@@ -47,5 +47,8 @@ def test_a_key_the_runner_does_not_implement_is_refused(tmp_path: Path) -> None:
 
 
 def test_the_runner_implements_every_key_compose_yaml_uses() -> None:
-    model = load([ROOT / "compose.yaml"], {"GREENLANE_API_TOKENS": "t" * 16})
+    model = load(
+        [ROOT / "compose.yaml"],
+        {"GREENLANE_API_TOKENS": "t" * 16, "GREENLANE_REDIS_PASSWORD": "p" * 16},
+    )
     assert {"migrate", "grid", "ingestion", "pricing-worker", "simulator"} <= set(model["services"])

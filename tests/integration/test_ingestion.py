@@ -88,6 +88,7 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
             "velocity": msgs[-1].velocity,
             "timestamp": msgs[-1].timestamp,
             "event_type": "telemetry",
+            "fleet": "dev",  # the fleet that sent it (the dev token's)
             "_key": car_id,
             "_partition": mine[-1]["_partition"],
         }
@@ -100,6 +101,8 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
     for car_id, msgs in sent.items():
         state = await redis_client.hgetall(keys.car_state(car_id))
         assert state == {
+            # The car's owner: the first fleet that wrote it (the dev token's).
+            keys.OWNER_FIELD.encode(): b"dev",
             b"battery": repr(msgs[-1].battery).encode(),
             b"velocity": repr(msgs[-1].velocity).encode(),
             b"timestamp": str(msgs[-1].timestamp).encode(),

@@ -184,6 +184,18 @@ handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
 {{- end -}}
 {{- end -}}
 
+{{/* The ACL user of the services ("" = the default user). */}}
+{{- define "greenlane.redis.username" -}}
+{{- if .Values.redis.enabled -}}
+{{- $auth := .Values.redis.auth | default dict -}}
+{{- if (hasKey $auth "enabled" | ternary $auth.enabled true) -}}
+{{- hasKey $auth "username" | ternary $auth.username "greenlane" -}}
+{{- end -}}
+{{- else -}}
+{{- .Values.externalRedis.username -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "greenlane.redis.secretKey" -}}
 {{- if .Values.redis.enabled -}}
 {{- ((.Values.redis.auth).existingSecretPasswordKey) | default "redis-password" -}}
@@ -222,6 +234,33 @@ handlers. Use: {{- $components := include "greenlane.components" . | fromJson }}
 {{- .Values.auth.existingSecretKey -}}
 {{- end -}}
 
+{{/* The Secret holding the TLS certificate (cert-manager's, or one of the user's). */}}
+{{- define "greenlane.tls.secretName" -}}
+{{- default (printf "%s-tls" (include "greenlane.fullname" .)) .Values.tls.existingSecret -}}
+{{- end -}}
+
+{{- define "greenlane.tls.dir" -}}
+/etc/greenlane/tls
+{{- end -}}
+
+{{/*
+A component's probes with TLS on (dict "root" $ "probe" PROBE): an httpGet probe of a
+service port asks over HTTPS (kubelet does not verify the certificate), and a native
+gRPC probe, which cannot speak TLS, becomes /healthz on the metrics port.
+*/}}
+{{- define "greenlane.probe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- if .root.Values.tls.enabled -}}
+{{- if hasKey $probe "grpc" -}}
+{{- $_ := unset $probe "grpc" -}}
+{{- $_ := set $probe "httpGet" (dict "path" "/healthz" "port" "metrics") -}}
+{{- else if and (hasKey $probe "httpGet") (ne (toString $probe.httpGet.port) "metrics") -}}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $probe -}}
+{{- end -}}
+
 {{/* host:port where cars, simulators and the operator's Jobs reach ingestion. */}}
 {{- define "greenlane.ingestionAddress" -}}
 {{- $ingestion := include "greenlane.component" (list . "ingestion") | fromJson -}}
@@ -249,7 +288,7 @@ prometheus.io/path: /metrics
 {{- .Values.config.gridUrl -}}
 {{- else -}}
 {{- $grid := include "greenlane.component" (list . "grid") | fromJson -}}
-{{- printf "http://%s:%v" (include "greenlane.componentName" (list . "grid")) $grid.ports.http.servicePort -}}
+{{- printf "%s://%s:%v" (ternary "https" "http" .Values.tls.enabled) (include "greenlane.componentName" (list . "grid")) $grid.ports.http.servicePort -}}
 {{- end -}}
 {{- end -}}
 
@@ -273,7 +312,7 @@ $(VAR): Kubernetes expands it, so no password appears in a manifest or a ConfigM
       name: {{ $secret }}
       key: {{ include "greenlane.redis.secretKey" $root }}
 - name: GREENLANE_REDIS_URL
-  value: "{{ $scheme }}://:$(GREENLANE_REDIS_PASSWORD)@{{ $hostPort }}/{{ $db }}"
+  value: "{{ $scheme }}://{{ include "greenlane.redis.username" $root }}:$(GREENLANE_REDIS_PASSWORD)@{{ $hostPort }}/{{ $db }}"
 {{- else }}
 - name: GREENLANE_REDIS_URL
   value: "{{ $scheme }}://{{ $hostPort }}/{{ $db }}"
@@ -296,6 +335,24 @@ $(VAR): Kubernetes expands it, so no password appears in a manifest or a ConfigM
     secretKeyRef:
       name: {{ include "greenlane.apiTokens.secretName" $root }}
       key: {{ include "greenlane.apiTokens.secretKey" $root }}
+- name: GREENLANE_CREDENTIALS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "greenlane.apiTokens.secretName" $root }}
+      key: {{ $root.Values.auth.existingSecretCredentialsKey }}
+      optional: true
+{{- else if and (eq . "tls") $root.Values.tls.enabled }}
+- name: GREENLANE_TLS_CERT_FILE
+  value: {{ printf "%s/tls.crt" (include "greenlane.tls.dir" $root) | quote }}
+- name: GREENLANE_TLS_KEY_FILE
+  value: {{ printf "%s/tls.key" (include "greenlane.tls.dir" $root) | quote }}
+{{- if $root.Values.tls.clientAuth }}
+- name: GREENLANE_TLS_CLIENT_CA_FILE
+  value: {{ printf "%s/ca.crt" (include "greenlane.tls.dir" $root) | quote }}
+{{- end }}
+# HTTP clients inside (the pricing worker's calls to the grid) trust the Secret's CA.
+- name: SSL_CERT_FILE
+  value: {{ printf "%s/ca.crt" (include "greenlane.tls.dir" $root) | quote }}
 {{- end }}
 {{- end }}
 {{- end -}}

@@ -54,6 +54,26 @@ reported in one failure, so a user fixes them all in one round.
 {{- end -}}
 {{- end -}}
 
+{{- if and $v.auth.existingSecret $v.auth.credentials -}}
+{{- $errors = append $errors "set auth.existingSecret or auth.credentials, not both (put the credentials in the Secret)" -}}
+{{- end -}}
+{{- range $i, $c := $v.auth.credentials -}}
+{{- if eq $c.token "greenlane-secret-token" -}}
+{{- $errors = append $errors (printf "auth.credentials[%d].token is the development token, refused outside development" $i) -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* TLS: a certificate from somewhere. */ -}}
+{{- if and $v.tls.enabled (not $v.tls.existingSecret) (not $v.tls.certManager.enabled) -}}
+{{- $errors = append $errors "tls.enabled needs tls.existingSecret (a kubernetes.io/tls Secret) or tls.certManager.enabled" -}}
+{{- end -}}
+{{- if and $v.tls.certManager.enabled (not $v.tls.certManager.issuerRef.name) -}}
+{{- $errors = append $errors "tls.certManager.enabled needs tls.certManager.issuerRef.name" -}}
+{{- end -}}
+{{- if and $v.tls.certManager.enabled $v.tls.existingSecret -}}
+{{- $errors = append $errors "set tls.existingSecret or tls.certManager.enabled, not both" -}}
+{{- end -}}
+
 {{- /* Secrets never go through config.extraEnv: it lands in a ConfigMap. */ -}}
 {{- range $name, $_ := $v.config.extraEnv -}}
 {{- if regexMatch "(?i)(TOKEN|PASSWORD|SECRET|CREDENTIAL|PRIVATE_KEY|DATABASE_URL|REDIS_URL)" $name -}}

@@ -142,3 +142,29 @@ async def test_closing_the_hub_wakes_every_waiting_client() -> None:
     hub.close()
     assert await asyncio.wait_for(waiting, 1) == hub.tick_no and hub.closed
     assert await hub.next_tick(hub.tick_no) == hub.tick_no  # no waiting after close
+
+
+def fleet_status(car_id: str, t: int, fleet: str) -> CarEvent:
+    event = status(car_id, t)
+    return CarEvent(event.event_type, event.car, fleet=fleet)
+
+
+async def test_a_fleets_client_sees_only_its_fleets_cars_and_an_operator_sees_all() -> None:
+    hub = await new_hub()
+    await hub.offer(fleet_status("a-1", T0, "alpha"), T0)
+    await hub.offer(fleet_status("b-1", T0, "beta"), T0)
+    hub.tick(T0, caught_up=True)
+    alpha = json.loads(hub.snapshot("new", "alpha").text)
+    everyone = json.loads(hub.snapshot("new").text)
+    assert set(alpha["cars"]) == {"a-1"}
+    assert set(everyone["cars"]) == {"a-1", "b-1"}
+    assert alpha["stats"]["cars_online"] == 1
+    position = alpha["seq"]
+    await hub.offer(fleet_status("b-1", T0 + 1000, "beta"), T0 + 1000)
+    await hub.offer(fleet_status("a-1", T0 + 1000, "alpha"), T0 + 1000)
+    hub.tick(T0 + 1000, caught_up=True)
+    frame = hub.next_frame(position, 1, "alpha")
+    assert frame is not None
+    assert set(json.loads(frame.text).get("cars", {})) == {"a-1"}
+    catch_up = json.loads(hub.catch_up(position, fleet="beta").text)
+    assert set(catch_up.get("cars", {})) == {"b-1"}

@@ -36,7 +36,7 @@ class FakeRedis:
     attempts: int = 0
     undone: list[tuple[str, int]] = field(default_factory=list)
 
-    def begin(self, states: Sequence[CarState]) -> FakeRedisWrite:
+    def begin(self, states: Sequence[CarState], claims: Sequence[str] = ()) -> FakeRedisWrite:
         return FakeRedisWrite(self, list(states))
 
 
@@ -106,7 +106,11 @@ class FakeKafka:
     gate: asyncio.Event | None = None  # when set up, publishing waits for it
 
     def begin(
-        self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
+        self,
+        states: Sequence[CarState],
+        indices: Sequence[int],
+        headers: list[tuple[str, bytes]],
+        fleets: Sequence[str] = (),
     ) -> FakePublish:
         self.calls += 1
         return FakePublish(self, list(states), list(indices))

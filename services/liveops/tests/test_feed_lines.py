@@ -87,6 +87,15 @@ def test_filtered_events_still_feed_the_fleet_statistics() -> None:
     assert (snap.events, snap.shown, snap.cars, snap.critical) == (3, 1, 2, 1)
 
 
+def test_the_fleet_flag_shows_only_events_that_fleet_sent() -> None:
+    feed = Feed(Options(fleets=frozenset({"acme"})), io.StringIO(), 0.0)
+    assert feed.handle(_record(_event("car-1", fleet="acme")), 1.0) is not None
+    assert feed.handle(_record(_event("car-2", fleet="zeta")), 1.0) is None
+    assert feed.handle(_record(_event("car-3")), 1.0) is None  # no fleet: nobody's
+    assert feed.handle(_record(_event("car-4", fleet=7)), 1.0) is None
+    assert feed.stats.snapshot(2.0).shown == 1
+
+
 def test_max_events_counts_shown_events_only() -> None:
     feed = Feed(Options(max_events=2, below=50.0), io.StringIO(), 0.0)
     feed.handle(_record(_event(battery=90.0)), 1.0)

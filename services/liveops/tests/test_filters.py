@@ -40,3 +40,13 @@ def test_both_filters_must_match() -> None:
     assert not f.matches("car-1", 30.0)
     assert not f.matches("car-2", 10.0)
     assert f.describe() == "cars car-1; battery below 20 %"
+
+
+def test_fleet_filter_keeps_only_events_sent_by_the_named_fleets() -> None:
+    f = EventFilter(fleets=frozenset({"acme", "zeta"}))
+    assert f.matches("car-1", 50.0, "acme")
+    assert f.matches("car-2", 50.0, "zeta")
+    assert not f.matches("car-3", 50.0, "other")
+    assert not f.matches("car-4", 50.0)  # an event without a fleet is no fleet's
+    assert EventFilter().matches("car-4", 50.0)
+    assert f.describe() == "fleets acme, zeta"

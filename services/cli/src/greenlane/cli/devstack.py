@@ -6,7 +6,9 @@ import contextlib
 import importlib.util
 import json
 import logging
+import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -28,6 +30,7 @@ from greenlane.cli.embedded import (
 )
 from greenlane.core.events import FLEET_EVENTS_TOPIC
 from greenlane.core.settings import DEV_TOKEN
+from greenlane.core.tls import LocalPki
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +139,11 @@ class LocalService:
         env.update({p.variable: str(getattr(ports, p.field)) for p in self.ports.values()})
         return env
 
-    def ready_url(self, ports: Ports) -> str:
+    def ready_url(self, ports: Ports, tls: bool = False) -> str:
         name, path = self.ready
-        return f"http://127.0.0.1:{self.port(ports, name)}{path}"
+        # Service ports speak TLS with greenlane dev --tls; metrics ports stay plain.
+        scheme = "https" if tls and name != "metrics" else "http"
+        return f"{scheme}://127.0.0.1:{self.port(ports, name)}{path}"
 
     def metrics_target(self, ports: Ports) -> str:
         return f"127.0.0.1:{self.port(ports, self.metrics)}"
@@ -211,6 +216,8 @@ class DevStack:
     servers: list[EmbeddedServer] = field(default_factory=list)
     children: list[Child] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    # greenlane dev --tls: the local CA and certificates every service and client uses.
+    tls: LocalPki | None = None
 
     @property
     def topic(self) -> str:
@@ -267,10 +274,28 @@ class DevStack:
                 "GREENLANE_API_TOKENS": self.env.get("GREENLANE_API_TOKENS", DEV_TOKEN),
                 "GREENLANE_API_TOKEN": self.env.get("GREENLANE_API_TOKEN", DEV_TOKEN),
                 "GREENLANE_INGESTION_ADDR": f"127.0.0.1:{self.ports.ingestion}",
-                "GREENLANE_GRID_URL": f"http://127.0.0.1:{self.ports.grid}",
-                "GREENLANE_PLANNER_URL": f"http://127.0.0.1:{self.ports.planner}",
+                "GREENLANE_GRID_URL": f"{self.scheme}://127.0.0.1:{self.ports.grid}",
+                "GREENLANE_PLANNER_URL": f"{self.scheme}://127.0.0.1:{self.ports.planner}",
             }
         )
+        if self.tls is not None:
+            pki = self.tls
+            self.settings.update(
+                {
+                    # Servers: their certificate, and the CA clients' certificates come from.
+                    "GREENLANE_TLS_CERT_FILE": str(pki.server_cert_file),
+                    "GREENLANE_TLS_KEY_FILE": str(pki.server_key_file),
+                    "GREENLANE_TLS_CLIENT_CA_FILE": str(pki.ca_file),
+                    # Clients: the CA to trust, and the dev fleet's client certificate.
+                    "GREENLANE_TLS_CA_FILE": str(pki.ca_file),
+                    "GREENLANE_TLS_CLIENT_CERT_FILE": str(pki.client_cert_file),
+                    "GREENLANE_TLS_CLIENT_KEY_FILE": str(pki.client_key_file),
+                }
+            )
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     def _start(self, server: EmbeddedServer) -> None:
         log.info("starting %s on port %d", server.name, server.port)
@@ -282,11 +307,18 @@ class DevStack:
         path = self.workdir / "dev.env"
         lines = ["# Written by `greenlane dev`: source it to reach the running platform."]
         lines += [f"{k}={v}" for k, v in sorted(self.settings.items())]
-        path.write_text("\n".join(lines) + "\n")
+        # It holds the token: readable by its owner only, from the moment it exists.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        path.chmod(0o600)
         return path
 
     def child_env(self, **extra: str) -> dict[str, str]:
         env = {**self.env, **self.settings, "GREENLANE_LOG_FORMAT": "human", **extra}
+        if self.tls is not None:
+            # HTTP clients in the services (the pricing worker's grid calls) trust the CA.
+            env["SSL_CERT_FILE"] = str(self.tls.ca_file)
         return env
 
     def start_service(
@@ -308,7 +340,7 @@ class DevStack:
                 self.start_service(
                     service.name,
                     f"greenlane.{service.name}",
-                    service.ready_url(self.ports),
+                    service.ready_url(self.ports, self.tls is not None),
                     {**demo, **service.env(self.ports)},
                 )
         self.wait_ready(60.0)
@@ -316,7 +348,7 @@ class DevStack:
     def dashboard_url(self) -> str:
         """The hub's map, the token in the URL fragment: browsers never send that part."""
         token = self.settings.get("GREENLANE_API_TOKEN") or DEV_TOKEN
-        return f"http://127.0.0.1:{self.ports.hub}/#token={quote(token, safe='')}"
+        return f"{self.scheme}://127.0.0.1:{self.ports.hub}/#token={quote(token, safe='')}"
 
     def wait_ready(self, limit: float) -> None:
         deadline = time.monotonic() + limit
@@ -330,7 +362,14 @@ class DevStack:
                         f"last lines of {child.log_path}:\n{tail(child.log_path)}"
                     )
                 with contextlib.suppress(OSError):
-                    with urllib.request.urlopen(child.ready_url, timeout=1) as resp:  # noqa: S310
+                    context = (
+                        ssl.create_default_context(cafile=str(self.tls.ca_file))
+                        if self.tls is not None
+                        else None
+                    )
+                    with urllib.request.urlopen(  # noqa: S310
+                        child.ready_url, timeout=1, context=context
+                    ) as resp:
                         if resp.status == 200:
                             break
                 if time.monotonic() > deadline:

@@ -48,6 +48,11 @@ def shard_tag(shard: int) -> str:
     return "{fleet.%02d}" % shard  # noqa: UP031 - braces are the point
 
 
+# The field of a car's state hash that names the fleet owning the car (the first fleet
+# that wrote it); only that fleet (or an operator) may write the car, see its bookings.
+OWNER_FIELD: Final = "fleet"
+
+
 @lru_cache(maxsize=200_000)
 def car_state(car_id: str) -> str:
     """HASH of a car's latest state (the fields of greenlane.core.events.CAR_STATE_FIELDS
@@ -127,6 +132,11 @@ class Region:
     def car_booking(self) -> str:
         """HASH car id -> its active booking id."""
         return self.tag + ":car-booking"
+
+    def fleet_bookings(self, fleet: str) -> str:
+        """ZSET booking id -> expiry (ms): a fleet's bookings; live while unexpired (the
+        per-fleet cap counts them)."""
+        return f"{self.tag}:fleet-bookings:{fleet}"
 
     def car_bookings(self, car_id: str) -> str:
         """ZSET booking id -> creation (ms): a car's latest bookings in this region."""

@@ -113,7 +113,8 @@ def is_transient(exc: BaseException) -> bool:
 # --- the scripts, generated from the table ----------------------------------------------
 
 _NAMES: Final = REDIS_FIELDS
-_STRIDE: Final = 1 + len(_NAMES)  # car_id, then the hash fields
+_STRIDE: Final = 2 + len(_NAMES)  # car_id, the hash fields, then the writer's claim
+_OWNER: Final = 1 + len(_NAMES)  # the owner's position in the HMGET reply
 # 1-based positions in HMGET replies and among a status's values.
 _AT: Final = {name: i + 1 for i, name in enumerate(_NAMES)}
 _TS, _LAT, _LON = _AT["timestamp"], _AT["lat"], _AT["lon"]
@@ -147,10 +148,14 @@ end
 # status; 'c': only car hashes (one slot); 'f': only the fleet's two keys. The timestamps
 # hash is kept only where the index and the hashes live apart ('f', on Redis Cluster): in
 # 'cf' the car's hash decides for both, in one step.
-# ARGV: mode, then per status car_id and the hash fields in REDIS_FIELDS order.
+# ARGV: mode, then per status car_id, the hash fields in REDIS_FIELDS order, and the
+# writer's claim: its fleet ('acme'; '*acme' for an operator, who may write any car; ''
+# for none). A car belongs to the fleet that first wrote it (the hash's OWNER_FIELD);
+# another fleet's status for it is refused.
 # Returns per status '=' .. what the car held before (values joined by '|', or nothing
 # when it held nothing; mode 'f': 'timestamp|lon|lat'), '<' when it held a newer status,
-# or '!' .. the error that refused this status alone.
+# '#' when the car belongs to another fleet, or '!' .. the error that refused this status
+# alone.
 WRITE_LUA: Final = (
     _PREAMBLE
     + f"""
@@ -159,17 +164,24 @@ local out = {{}}
 for i = 1, n do
   local b = 1 + (i - 1) * {_STRIDE}
   local car, ts = ARGV[b + 1], tonumber(ARGV[b + 1 + {_TS}])
+  local claim = ARGV[b + {_STRIDE}]
+  local op = string.byte(claim, 1) == 42
+  if op then claim = string.sub(claim, 2) end
   local res
   if cars then
     local key = KEYS[first + i]
-    local p = redis.pcall('HMGET', key, {_lua_list(_NAMES)})
+    local p = redis.pcall('HMGET', key, {_lua_list((*_NAMES, keys.OWNER_FIELD))})
+    local owner = not p.err and p[{_OWNER}]
     if p.err then
       res = '!' .. p.err
+    elseif owner and claim ~= '' and not op and owner ~= claim then
+      res = '#'
     elseif p[{_TS}] and tonumber(p[{_TS}]) >= ts then
       res = '<'
     else
       -- HMGET proved the key a hash (or absent): HSET cannot refuse it.
       redis.call('HSET', key, {_hset_args("ARGV[b + 1 + {i}]")})
+      if not owner and claim ~= '' then redis.call('HSET', key, '{keys.OWNER_FIELD}', claim) end
       if p[{_TS}] then
         res = '=' .. {" .. '|' .. ".join(f"(p[{_AT[n]}] or '')" for n in _NAMES)}
       else
@@ -293,15 +305,16 @@ def _generate_packers() -> str:
             if kind == "timestamp"
             else f"s.{name}"
         )
+    exprs.append("claim")
     assign = [f"    a{i} = {e}" for i, e in enumerate(exprs)]
     fmt = "$%d\\r\\n%s\\r\\n" * len(exprs)
     lengths = ", ".join(f"len(a{i}), a{i}" for i in range(len(exprs)))
     return "\n".join(
         [
-            "def _values(s):",
+            "def _values(s, claim=''):",
             f"    return ({', '.join(exprs)})",
             "",
-            "def _argv(s):",
+            "def _argv(s, claim=''):",
             *assign,
             f'    return "{fmt}" % ({lengths})',
         ]
@@ -311,8 +324,8 @@ def _generate_packers() -> str:
 _PACKER_SOURCE: Final = _generate_packers()
 _ns: dict[str, Any] = {}
 exec(compile(_PACKER_SOURCE, "<greenlane.core.redis_state generated>", "exec"), _ns)  # noqa: S102
-_values: Callable[[CarState], tuple[str, ...]] = _ns["_values"]
-_argv: Callable[[CarState], str] = _ns["_argv"]
+_values: Callable[[CarState, str], tuple[str, ...]] = _ns["_values"]
+_argv: Callable[[CarState, str], str] = _ns["_argv"]
 
 
 def pack_call(
@@ -329,7 +342,20 @@ def pack_call(
 
 _FLEET_KEYS: Final = (keys.FLEET_LOCATIONS, keys.FLEET_TIMESTAMPS)
 _FLEET_RESP: Final = "".join(_bulk(k) for k in _FLEET_KEYS)
-Reply = bytes | None  # b"=..." stored (what it replaced), b"<" older, b"!..." refused
+Reply = bytes | None  # b"=..." stored (what it replaced), b"<" older, b"#" another fleet's,
+# b"!..." refused
+_REFUSED: Final = (b"!", b"#")
+
+
+class Denied(str):
+    """The reason a status is refused because its car belongs to another fleet."""
+
+
+def claim_of(fleet: str | None, operator: bool = False) -> str:
+    """What a write claims for its statuses (see WRITE_LUA): '' claims nothing."""
+    if not fleet:
+        return ""
+    return ("*" if operator else "") + fleet
 
 
 @dataclass(slots=True)
@@ -350,22 +376,26 @@ def _by_slot(states: Sequence[CarState], indices: Sequence[int]) -> list[list[in
     return list(groups.values())
 
 
-def _newest_per_car(states: Sequence[CarState]) -> tuple[list[int], list[int]]:
-    """The index of each car's newest status (the first, among equal timestamps), and for
-    every status the index that speaks for it in Redis."""
-    best: dict[str, int] = {}
+def _newest_per_car(
+    states: Sequence[CarState], claims: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """The index of each car's newest status (the first, among equal timestamps) per
+    claim (one fleet's status never speaks for another's), and for every status the
+    index that speaks for it in Redis."""
+    best: dict[tuple[str, str], int] = {}
     for i, s in enumerate(states):
-        j = best.get(s.car_id)
+        k = (s.car_id, claims[i])
+        j = best.get(k)
         if j is None or s.timestamp > states[j].timestamp:
-            best[s.car_id] = i
-    return list(best.values()), [best[s.car_id] for s in states]
+            best[k] = i
+    return list(best.values()), [best[(s.car_id, claims[i])] for i, s in enumerate(states)]
 
 
 def _text_of(state: CarState, fleet_only: bool) -> str:
     """A state as a write's '=' reply gives a previous one (see WRITE_LUA)."""
     if fleet_only:
         return f"{state.timestamp}|{state.lon!r}|{state.lat!r}"
-    return _SEP.join(_values(state)[1:])
+    return _SEP.join(_values(state, "")[1:-1])  # the hash fields, not the id or the claim
 
 
 def _ts_of(previous: str, fleet_only: bool) -> int:
@@ -379,10 +409,16 @@ class CarStateWrite:
     for Kafka, and Redis keeps the newest anyway. They share their newest one's outcome.
     """
 
-    def __init__(self, store: CarStateStore, states: Sequence[CarState]) -> None:
+    def __init__(
+        self,
+        store: CarStateStore,
+        states: Sequence[CarState],
+        claims: Sequence[str] | None = None,
+    ) -> None:
         self._store = store
         self._states = states
-        written, self._speaker = _newest_per_car(states)
+        self._claims = claims if claims is not None else [""] * len(states)
+        written, self._speaker = _newest_per_car(states, self._claims)
         self._car: list[Reply] = [None] * len(states)
         self._fleet: list[Reply] | None = None
         if store.cluster:
@@ -404,7 +440,7 @@ class CarStateWrite:
             i
             for call in self._calls
             for i in call.indices
-            if (car := self._car[i]) is not None and car[:1] != b"!" and fleet[i] is None
+            if (car := self._car[i]) is not None and car[:1] not in _REFUSED and fleet[i] is None
         ]
 
     @property
@@ -421,12 +457,11 @@ class CarStateWrite:
 
     async def _run(self, call: _Call) -> None:
         states = [self._states[i] for i in call.indices]
+        claims = [self._claims[i] for i in call.indices]
+        pack = _values if self._store.cluster else _argv
         try:
             replies = await self._store.run(
-                WRITE,
-                call.mode,
-                states,
-                [_values(s) for s in states] if self._store.cluster else [_argv(s) for s in states],
+                WRITE, call.mode, states, [pack(s, c) for s, c in zip(states, claims, strict=True)]
             )
         except Exception as exc:
             self.failed_calls += 1
@@ -444,6 +479,8 @@ class CarStateWrite:
         car = self._car[j]
         parts = (car,) if self._fleet is None else (car, self._fleet[j])
         for p in parts:
+            if p is not None and p[:1] == b"#":
+                return Denied(f"car_id: {self._states[j].car_id} belongs to another fleet")
             if p is not None and p[:1] == b"!":
                 return "Redis refused it: " + p[1:].decode(errors="replace")
         return "" if any(p is None for p in parts) else None
@@ -522,8 +559,11 @@ class CarStateStore:
         self.client = client
         self.cluster = is_cluster(client)
 
-    def begin(self, states: Sequence[CarState]) -> CarStateWrite:
-        return CarStateWrite(self, states)
+    def begin(
+        self, states: Sequence[CarState], claims: Sequence[str] | None = None
+    ) -> CarStateWrite:
+        """A write of states; claims[i] is status i's fleet claim (claim_of), None: none."""
+        return CarStateWrite(self, states, claims)
 
     async def run(
         self, script: Script, mode: str, states: Sequence[CarState], values: Sequence[Any]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import socket
 
-import uvicorn
 from starlette.types import ASGIApp
 
+from greenlane.core.edge import EdgeLimits, TlsFiles, server_config
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.telemetry import SignalNeutralServer
 
@@ -30,18 +29,18 @@ def bind_listener(host: str, port: int, variables: str) -> socket.socket:
 
 
 async def serve_until_stopped(
-    app: ASGIApp, sock: socket.socket, stop: asyncio.Event, grace_seconds: float
+    app: ASGIApp,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    grace_seconds: float,
+    *,
+    tls: TlsFiles | None = None,
+    limits: EdgeLimits | None = None,
 ) -> bool:
     """Serve app on sock until stop is set, then let in-flight requests finish (up to
     grace_seconds). True when it stopped because stop was set, False when the server
     ended on its own."""
-    config = uvicorn.Config(
-        app,
-        log_config=None,  # keep the service's logging
-        access_log=False,  # requests are counted in /metrics
-        lifespan="off",
-        timeout_graceful_shutdown=math.ceil(grace_seconds),
-    )
+    config = server_config(app, tls=tls, limits=limits, graceful_seconds=grace_seconds)
     server = SignalNeutralServer(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())

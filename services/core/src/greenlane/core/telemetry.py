@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from greenlane.core.edge import EdgeLimits, TlsFiles, server_config
 from greenlane.core.lifecycle import bind_socket
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,19 @@ class HttpServer:
     """
 
     def __init__(
-        self, app: Starlette, host: str, port: int, *, variable: str = "GREENLANE_METRICS_PORT"
+        self,
+        app: Starlette,
+        host: str,
+        port: int,
+        *,
+        variable: str = "GREENLANE_METRICS_PORT",
+        tls: TlsFiles | None = None,
+        limits: EdgeLimits | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
         self.variable = variable
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-        )
+        config = server_config(app, host=host, port=port, tls=tls, limits=limits)
         self._server = SignalNeutralServer(config)
         self._task: asyncio.Task[None] | None = None
         self._socket: socket.socket | None = None

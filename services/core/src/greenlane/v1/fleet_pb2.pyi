@@ -36,6 +36,10 @@ class _ResponseStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Respon
     """Accepted, but no station nearby has free capacity."""
     UNAVAILABLE: _ResponseStatus.ValueType  # 5
     """Not stored because a backend (Redis or Kafka) is unavailable; safe to resend."""
+    RATE_LIMITED: _ResponseStatus.ValueType  # 10
+    """Not stored: the credential is over its rate limit; resend after `retry_after_ms`.
+    (Numbered apart from the others so that parallel additions cannot collide.)
+    """
 
 class ResponseStatus(_ResponseStatus, metaclass=_ResponseStatusEnumTypeWrapper): ...
 
@@ -50,6 +54,10 @@ NO_CAPACITY: ResponseStatus.ValueType  # 4
 """Accepted, but no station nearby has free capacity."""
 UNAVAILABLE: ResponseStatus.ValueType  # 5
 """Not stored because a backend (Redis or Kafka) is unavailable; safe to resend."""
+RATE_LIMITED: ResponseStatus.ValueType  # 10
+"""Not stored: the credential is over its rate limit; resend after `retry_after_ms`.
+(Numbered apart from the others so that parallel additions cannot collide.)
+"""
 Global___ResponseStatus: _TypeAlias = ResponseStatus  # noqa: Y015
 
 @_typing.final
@@ -145,6 +153,7 @@ class BookingResponse(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     BOOKING_FIELD_NUMBER: _builtins.int
     SETPOINT_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     status: Global___ResponseStatus.ValueType
     message: _builtins.str
@@ -153,6 +162,8 @@ class BookingResponse(_message.Message):
     """On rejection: the name of the offending CarStatus field."""
     timestamp: _builtins.int
     """Echo of the acknowledged CarStatus.timestamp, to correlate answers."""
+    retry_after_ms: _builtins.int
+    """With RATE_LIMITED: when the credential may send again, in milliseconds."""
     @_builtins.property
     def booking(self) -> Global___Booking:
         """With BOOKED: the car's active booking."""
@@ -171,10 +182,11 @@ class BookingResponse(_message.Message):
         timestamp: _builtins.int = ...,
         booking: Global___Booking | None = ...,
         setpoint: Global___ChargingSetpoint | None = ...,
+        retry_after_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "setpoint", b"setpoint"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "car_id", b"car_id", "field", b"field", "message", b"message", "setpoint", b"setpoint", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking", b"booking", "car_id", b"car_id", "field", b"field", "message", b"message", "retry_after_ms", b"retry_after_ms", "setpoint", b"setpoint", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -293,13 +305,17 @@ class BatchResponse(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
     MESSAGE_FIELD_NUMBER: _builtins.int
+    RETRY_AFTER_MS_FIELD_NUMBER: _builtins.int
     status: Global___ResponseStatus.ValueType
-    """ACCEPTED when every valid item is stored (the invalid ones are listed in
-    `rejected`), REJECTED when the batch itself is unusable, UNAVAILABLE when
-    nothing of it was stored because a backend is down.
+    """ACCEPTED when every valid item is stored (the invalid ones, and those of another
+    fleet's cars, are listed in `rejected`), REJECTED when the batch itself is unusable,
+    UNAVAILABLE when some of it was not stored because a backend is down, RATE_LIMITED
+    when the credential is over its rate (nothing stored).
     """
     accepted: _builtins.int
     message: _builtins.str
+    retry_after_ms: _builtins.int
+    """With RATE_LIMITED (nothing of the batch stored): when to send again, in milliseconds."""
     @_builtins.property
     def rejected(self) -> _containers.RepeatedCompositeFieldContainer[Global___RejectedItem]: ...
     def __init__(
@@ -309,10 +325,11 @@ class BatchResponse(_message.Message):
         accepted: _builtins.int = ...,
         rejected: _abc.Iterable[Global___RejectedItem] | None = ...,
         message: _builtins.str = ...,
+        retry_after_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "message", b"message", "rejected", b"rejected", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "message", b"message", "rejected", b"rejected", "retry_after_ms", b"retry_after_ms", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class FleetTelemetryStub:
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     def __init__(self, channel):
@@ -55,7 +56,8 @@ class FleetTelemetryStub:
 
 class FleetTelemetryServicer:
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     def StreamTelemetry(self, request_iterator, context):
@@ -108,7 +110,8 @@ def add_FleetTelemetryServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class FleetTelemetry:
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     @staticmethod

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class FleetTelemetryStub:
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     @_typing.overload
@@ -47,7 +48,8 @@ class FleetTelemetryStub:
 @_typing.type_check_only
 class FleetTelemetryAsyncStub(FleetTelemetryStub):
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -62,7 +64,8 @@ class FleetTelemetryAsyncStub(FleetTelemetryStub):
 
 class FleetTelemetryServicer(metaclass=_abc_1.ABCMeta):
     """FleetTelemetry is served by the ingestion service (default port 50051).
-    Every call needs the `x-api-token` metadata entry.
+    Every call needs a credential: the `x-api-token` metadata entry, an OAuth2 bearer JWT
+    (`authorization: Bearer ...`) or a client certificate (mTLS); see docs/security.md.
     """
 
     @_abc_1.abstractmethod

@@ -9,9 +9,8 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
-import uvicorn
-
 from greenlane.core import cliargs
+from greenlane.core.edge import edge_limits, server_config, tls_files
 from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
@@ -61,12 +60,11 @@ async def main(args: argparse.Namespace) -> int:
         sock = stack.enter_context(
             bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
         )
-        config = uvicorn.Config(
+        config = server_config(
             create_app(settings),
-            log_config=None,  # keep the logging set up above
-            access_log=False,  # requests are counted in /metrics and traced
-            lifespan="off",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            tls=tls_files(settings),
+            limits=edge_limits(settings),
+            graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         )
         server = SignalNeutralServer(config)
         serving = asyncio.create_task(server.serve(sockets=[sock]))

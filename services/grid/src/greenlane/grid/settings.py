@@ -6,11 +6,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator
 
-from greenlane.core.settings import BaseServiceSettings
+from greenlane.core.settings import TlsSettings
 from greenlane.grid.tariff import DEFAULT_TIMEZONE, tariff_zone
 
 
-class GridSettings(BaseServiceSettings):
+class GridSettings(TlsSettings):
     """Where the grid service listens and which clock its tariff follows.
 
     Metrics, /healthz and /readyz are served on the API port, so the

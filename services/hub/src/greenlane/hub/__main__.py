@@ -9,8 +9,7 @@ import socket
 from collections.abc import Sequence
 from functools import partial
 
-import uvicorn
-
+from greenlane.core.edge import edge_limits, server_config, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
@@ -67,14 +66,13 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def server_for(service: HubService) -> SignalNeutralServer:
-    config = uvicorn.Config(
+    config = server_config(
         create_app(service),
-        log_config=None,
-        access_log=False,  # URLs never carry the token, but clients are counted in /metrics
-        lifespan="off",
+        tls=tls_files(service.settings),
+        limits=edge_limits(service.settings),
+        graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # one encoding of a frame serves every client
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return SignalNeutralServer(config)
 

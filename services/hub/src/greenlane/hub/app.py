@@ -19,9 +19,16 @@ from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from greenlane.core.auth import presented_token, token_is_valid
+from greenlane.core.auth import MAP_READ, AuthError, Principal, presented_token
+from greenlane.core.authenticator import build_authenticator
 from greenlane.core.events import CAR_ID_PATTERN
-from greenlane.core.http import problem
+from greenlane.core.http import (
+    ProblemError,
+    authenticate,
+    problem,
+    problem_handler,
+    request_certificate,
+)
 from greenlane.core.telemetry import probes_app
 from greenlane.hub.frames import encode_error
 from greenlane.hub.hub import Frame, Hub
@@ -79,12 +86,12 @@ def parse_ws_params(params: dict[str, list[str]]) -> tuple[int | None, str | Non
 
 def create_app(service: HubService) -> Starlette:
     settings = service.settings
-    tokens = settings.api_tokens
+    authenticator = build_authenticator(settings)
     assets = web_dir(settings)
 
-    def authorize(request: Request) -> None:
-        if not token_is_valid(presented_token(request.headers), tokens):
-            raise HTTPException(401, "missing or invalid x-api-token (or Authorization: Bearer)")
+    def view(principal: Principal) -> str | None:
+        """Whose objects the caller sees: its fleet's, or (None) every fleet's."""
+        return None if principal.operator else principal.fleet
 
     def hub() -> Hub:
         if service.hub is None:
@@ -109,19 +116,24 @@ def create_app(service: HubService) -> Starlette:
         )
 
     async def snapshot(request: Request) -> Response:
-        authorize(request)
+        principal = await authenticate(request, authenticator, MAP_READ)
         if request.query_params:
             name = next(iter(request.query_params))[:64]
             raise ParameterError(name, f"unknown query parameter {name!r}")
-        return Response(hub().snapshot().text, media_type="application/json")
+        return Response(hub().snapshot(fleet=view(principal)).text, media_type="application/json")
 
     async def car(request: Request) -> Response:
-        authorize(request)
+        principal = await authenticate(request, authenticator, MAP_READ)
+        if request.query_params:
+            name = next(iter(request.query_params))[:64]
+            raise ParameterError(name, f"unknown query parameter {name!r}")
         car_id = request.path_params["car_id"]
         if not CAR_ID_PATTERN.fullmatch(car_id):
             raise ParameterError("car_id", "car_id: must be 1 to 64 letters, digits and _ . : -")
-        detail = hub().state.car_detail(car_id)
-        if detail is None:
+        state = hub().state
+        detail = state.car_detail(car_id)
+        # Another fleet's car is not on this caller's map: the same answer as no car.
+        if detail is None or not principal.sees(state.fleet_of_car(car_id)):
             raise HTTPException(404, f"no car {car_id} on the map")
         return JSONResponse(detail)
 
@@ -133,7 +145,8 @@ def create_app(service: HubService) -> Starlette:
         except ParameterError as exc:
             await _close(websocket, CLOSE_BAD_REQUEST, exc.parameter, exc.detail)
             return
-        if not await _authenticated(websocket):
+        principal = await _authenticated(websocket)
+        if principal is None:
             return
         running = service.hub
         if running is None:
@@ -145,12 +158,12 @@ def create_app(service: HubService) -> Starlette:
         service.clients += 1
         service.metrics.clients.inc()
         try:
-            await _serve(websocket, running, since, epoch)
+            await _serve(websocket, running, since, epoch, view(principal))
         finally:
             service.clients -= 1
             service.metrics.clients.dec()
 
-    async def _authenticated(websocket: WebSocket) -> bool:
+    async def _authenticated(websocket: WebSocket) -> Principal | None:
         presented = presented_token(websocket.headers)
         if presented is None:
             # Browsers cannot set headers on a WebSocket: the token is the first message,
@@ -165,21 +178,33 @@ def create_app(service: HubService) -> Starlette:
                     presented = token if isinstance(token, str) else None
             except TimeoutError:
                 await _close(websocket, CLOSE_UNAUTHORIZED, "token", "no auth message in time")
-                return False
+                return None
             except (ValueError, KeyError, RuntimeError, WebSocketDisconnect):
                 presented = None
-        if token_is_valid(presented, tokens):
-            return True
+        try:
+            principal = await authenticator.authenticate(
+                presented, request_certificate(websocket.scope)
+            )
+        except AuthError:
+            principal = None
+        if principal is not None and principal.allows(MAP_READ):
+            return principal
         await _close(
             websocket,
             CLOSE_UNAUTHORIZED,
             "token",
-            'missing or invalid token: send x-api-token, or {"type":"auth","token":…} first',
+            'missing or invalid token: send x-api-token, or {"type":"auth","token":…} first'
+            if principal is None
+            else principal.missing(MAP_READ),
         )
-        return False
+        return None
 
     async def _serve(
-        websocket: WebSocket, running: Hub, since: int | None, epoch: str | None
+        websocket: WebSocket,
+        running: Hub,
+        since: int | None,
+        epoch: str | None,
+        fleet: str | None,
     ) -> None:
         timeout = settings.hub_send_timeout_seconds
 
@@ -196,7 +221,7 @@ def create_app(service: HubService) -> Starlette:
                         return
 
         async def sender() -> None:
-            frame = running.first_frame(since, epoch)
+            frame = running.first_frame(since, epoch, fleet)
             seen = running.tick_no
             await send(frame)
             position = frame.seq
@@ -204,7 +229,7 @@ def create_app(service: HubService) -> Starlette:
                 tick = await running.next_tick(seen)
                 if running.closed:
                     return
-                next_frame = running.next_frame(position, tick - seen)
+                next_frame = running.next_frame(position, tick - seen, fleet)
                 seen = tick
                 if next_frame is not None:
                     await send(next_frame)
@@ -245,7 +270,11 @@ def create_app(service: HubService) -> Starlette:
         routes.append(Mount("/assets", StaticFiles(directory=assets / "assets"), name="assets"))
     return Starlette(
         routes=routes,
-        exception_handlers={ParameterError: on_parameter, HTTPException: on_http},
+        exception_handlers={
+            ParameterError: on_parameter,
+            ProblemError: problem_handler,
+            HTTPException: on_http,
+        },
     )
 
 

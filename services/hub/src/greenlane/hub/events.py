@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
+from greenlane.core.auth import FLEET_PATTERN
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import CAR_ID_PATTERN, CarState, FleetEvent, parse_event
 
@@ -27,6 +28,7 @@ class CarEvent:
     car: CarState
     booking_id: str = ""
     expires_at: int = 0
+    fleet: str = ""  # the fleet that sent it ("" when the event names none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +80,20 @@ def _ident(data: dict[str, Any], name: str, *, required: bool = True) -> str:
     return value
 
 
+def _fleet(data: dict[str, Any]) -> str:
+    value = data.get("fleet")
+    return value if isinstance(value, str) and FLEET_PATTERN.fullmatch(value) else ""
+
+
 def _car_event(event: FleetEvent) -> CarEvent:
     assert event.state is not None
+    fleet = _fleet(event.data)
     if event.event_type == "telemetry":
-        return CarEvent(event.event_type, event.state)
+        return CarEvent(event.event_type, event.state, fleet=fleet)
     booking_id = _ident(event.data, "booking_id")
     required = event.event_type == "booking_created"
     expires_at = _integer(event.data, "expires_at", required=required) or 0
-    return CarEvent(event.event_type, event.state, booking_id, expires_at)
+    return CarEvent(event.event_type, event.state, booking_id, expires_at, fleet)
 
 
 def _plan_event(data: dict[str, Any]) -> PlanEvent:

@@ -4,7 +4,9 @@ The follower offers decoded events; each tick applies them all to the state at o
 between two ticks the state (and its sequence number) stands still. Every client at the
 previous tick's position gets the same encoded frame; a client that fell behind gets a
 coalesced catch-up (shared by clients at the same position), and one more than
-`slow_client_ticks` behind gets the tick's snapshot. No client has a queue: a slow client
+`slow_client_ticks` behind gets the tick's snapshot. A client of one fleet (not an
+operator) gets frames of its fleet's cars, bookings and plans (and every station),
+encoded once per tick and fleet. No client has a queue: a slow client
 only falls back in sequence numbers, so it costs the hub no memory and delays nobody.
 """
 
@@ -62,8 +64,12 @@ class Hub:
         self._events_seen = 0
         self._events_at_stats = 0
         self._tick_frame: Frame | None = None
-        self._catchups: dict[int, Frame] = {}
-        self._snapshots: dict[str, Frame] = {}
+        self._tick_changed: list[Any] = []
+        self._tick_folded = 0
+        self._fleet_ticks: dict[str, Frame | None] = {}
+        self._fleet_stats: dict[str, dict[str, Any]] = {}
+        self._catchups: dict[tuple[int, str | None], Frame] = {}
+        self._snapshots: dict[tuple[str, str | None], Frame] = {}
         self._ticked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     # ---------------------------------------------------------------- events in
@@ -104,6 +110,9 @@ class Hub:
             self._stats_changed = True
         self._prev_seq = before
         self._tick_frame = None
+        self._tick_changed, self._tick_folded = changed, folded
+        self._fleet_ticks.clear()
+        self._fleet_stats.clear()
         if state.seq > before or self._stats_changed:
             self._tick_frame = Frame(
                 encode_changes(
@@ -136,49 +145,78 @@ class Hub:
 
     # ---------------------------------------------------------------- frames out
 
-    def snapshot(self, reason: str | None = None) -> Frame:
-        """Everything at the current position (encoded once per tick and reason)."""
-        key = reason or ""
+    def stats_for(self, fleet: str | None) -> dict[str, Any]:
+        """The panel's figures a client of `fleet` sees (None: everyone's)."""
+        if fleet is None or not self.stats:
+            return self.stats
+        stats = self._fleet_stats.get(fleet)
+        if stats is None:
+            now = int(self.stats.get("time", 0))
+            stats = {**self.stats, **self.state.stats(now, fleet).as_dict()}
+            stats.pop("events_per_s", None)
+            self._fleet_stats[fleet] = stats
+        return stats
+
+    def snapshot(self, reason: str | None = None, fleet: str | None = None) -> Frame:
+        """Everything at the current position (encoded once per tick, reason and fleet)."""
+        key = (reason or "", fleet)
         frame = self._snapshots.get(key)
         if frame is None:
+            entries = self.state.entries()
+            if fleet is not None:
+                entries = (e for e in entries if e.visible_to(fleet))
             text = encode_snapshot(
-                self.epoch, self.state.seq, self.state.entries(), self.stats, reason
+                self.epoch, self.state.seq, entries, self.stats_for(fleet), reason
             )
             frame = Frame(text, self.state.seq, reason)
             self._snapshots[key] = frame
         return frame
 
-    def first_frame(self, since: int | None, epoch: str | None) -> Frame:
+    def first_frame(self, since: int | None, epoch: str | None, fleet: str | None = None) -> Frame:
         """What a client connecting at `since` (of hub instance `epoch`) gets first."""
         if since is None:
-            return self.snapshot("new")
+            return self.snapshot("new", fleet)
         if epoch is not None and epoch != self.epoch:
-            return self.snapshot("epoch")
+            return self.snapshot("epoch", fleet)
         problem = self.state.resume_problem(since)
         if problem is not None:
-            return self.snapshot(problem)
-        return self.catch_up(since, force=True)
+            return self.snapshot(problem, fleet)
+        return self.catch_up(since, force=True, fleet=fleet)
 
-    def catch_up(self, position: int, *, force: bool = False) -> Frame:
-        frame = self._catchups.get(position)
+    def catch_up(self, position: int, *, force: bool = False, fleet: str | None = None) -> Frame:
+        frame = self._catchups.get((position, fleet))
         if frame is None:
             changed, folded = self.state.changes_since(position)
-            text = encode_changes(position, self.state.seq, changed, folded, self.stats)
+            if fleet is not None:
+                changed = [e for e in changed if e.visible_to(fleet)]
+            text = encode_changes(position, self.state.seq, changed, folded, self.stats_for(fleet))
             frame = Frame(text, self.state.seq)
-            self._catchups[position] = frame
+            self._catchups[(position, fleet)] = frame
         return frame
 
-    def next_frame(self, position: int, ticks_behind: int) -> Frame | None:
+    def _tick_frame_for(self, fleet: str | None) -> Frame | None:
+        if fleet is None or self._tick_frame is None:
+            return self._tick_frame
+        if fleet not in self._fleet_ticks:
+            changed = [e for e in self._tick_changed if e.visible_to(fleet)]
+            stats = self.stats_for(fleet) if self._stats_changed else None
+            text = encode_changes(self._prev_seq, self.state.seq, changed, self._tick_folded, stats)
+            self._fleet_ticks[fleet] = Frame(text, self.state.seq)
+        return self._fleet_ticks[fleet]
+
+    def next_frame(
+        self, position: int, ticks_behind: int, fleet: str | None = None
+    ) -> Frame | None:
         """The frame for a client at `position` that last took a frame `ticks_behind` ago."""
         if ticks_behind > self.slow_client_ticks:
-            return self.snapshot("slow")
+            return self.snapshot("slow", fleet)
         if position == self._prev_seq:
-            return self._tick_frame  # None when nothing changed in the last tick
+            return self._tick_frame_for(fleet)  # None when nothing changed in the last tick
         if position == self.state.seq:
             return None
         if self.state.resume_problem(position) is not None:
-            return self.snapshot("too_old")
-        return self.catch_up(position)
+            return self.snapshot("too_old", fleet)
+        return self.catch_up(position, fleet=fleet)
 
     def counted(self, frame: Frame) -> Callable[[], None]:
         """Account for a frame once it is sent."""

@@ -50,6 +50,12 @@ class Entry:
     seq: int
     born: int = 0  # the change that made it exist (again): absent for positions before
     _text: str | None = None
+    # The fleet whose clients see it (None: every client, e.g. a station).
+    fleet: str | None = None
+
+    def visible_to(self, fleet: str | None) -> bool:
+        """Whether a client of `fleet` sees it (None: an operator, who sees everything)."""
+        return fleet is None or self.fleet is None or self.fleet == fleet
 
     def json(self) -> str:
         """The value as compact JSON, encoded once per change and shared by every frame."""
@@ -148,6 +154,8 @@ class FleetState:
         self.bookings: dict[str, dict[str, Any]] = {}
         self.car_booking: dict[str, str] = {}
         self.plans: dict[str, dict[str, Any]] = {}
+        # Car id -> the fleet that sent its telemetry (what fleet clients are shown).
+        self.car_fleet: dict[str, str] = {}
         self._booked: Counter[str] = Counter()
         self._plugged: Counter[str] = Counter()
         self._asks: dict[str, int] = {}
@@ -163,11 +171,15 @@ class FleetState:
             if value is None:
                 return False
             self.seq += 1
-            self._order[k] = Entry(kind, key, value, self.seq, self.seq)
+            self._order[k] = Entry(
+                kind, key, value, self.seq, self.seq, fleet=self._fleet(kind, key, value)
+            )
             return True
         if entry.value == value:
             return False
         self.seq += 1
+        if value is not None:  # a tombstone stays its fleet's
+            entry.fleet = self._fleet(kind, key, value)
         if entry.value is None:
             entry.born = self.seq
         entry.value, entry.seq, entry._text = value, self.seq, None
@@ -182,6 +194,15 @@ class FleetState:
                 # A client behind this point would miss the removal: it must reset.
                 self.floor = max(self.floor, seq)
         return True
+
+    def _fleet(self, kind: Kind, key: str, value: dict[str, Any]) -> str | None:
+        if kind == "stations":
+            return None
+        car_id = key if kind != "bookings" else str(value.get("car_id", ""))
+        return self.car_fleet.get(car_id, "")
+
+    def fleet_of_car(self, car_id: str) -> str:
+        return self.car_fleet.get(car_id, "")
 
     def resume_problem(self, since: int) -> str | None:
         """Why a client at `since` cannot be brought up to date by changes, or None."""
@@ -221,6 +242,10 @@ class FleetState:
             self._apply_car(event)
 
     def _apply_car(self, event: CarEvent) -> None:
+        if event.fleet:
+            if len(self.car_fleet) > 1_000_000:
+                self.car_fleet.clear()
+            self.car_fleet[event.car.car_id] = event.fleet
         if event.event_type == "booking_created":
             self._asks.pop(event.car.car_id, None)
             self._add_booking(event)
@@ -382,10 +407,14 @@ class FleetState:
         while self._no_capacity and self._no_capacity[0] < now_ms - NO_CAPACITY_WINDOW_MS:
             self._no_capacity.popleft()
 
-    def stats(self, now_ms: int) -> Stats:
+    def stats(self, now_ms: int, fleet: str | None = None) -> Stats:
+        """The panel's figures; for `fleet`, of its cars and bookings only."""
         online_after = now_ms - self.online_ms
         online = low = critical = 0
-        for record in self.cars.values():
+        car_fleet = self.car_fleet
+        for car_id, record in self.cars.items():
+            if fleet is not None and car_fleet.get(car_id, "") != fleet:
+                continue
             if record.timestamp >= online_after:
                 online += 1
                 if record.battery < LOW_BATTERY:
@@ -398,7 +427,13 @@ class FleetState:
             if entry is not None and entry.value is not None:
                 free += int(entry.value["free"])
         recent = sum(1 for t in self._no_capacity if t >= now_ms - NO_CAPACITY_WINDOW_MS)
-        return Stats(online, low, critical, len(self.bookings), recent, len(self.stations), free)
+        bookings = len(self.bookings)
+        if fleet is not None:
+            bookings = sum(
+                1 for b in self.bookings.values() if car_fleet.get(b["car_id"], "") == fleet
+            )
+            recent = 0  # not kept per fleet
+        return Stats(online, low, critical, bookings, recent, len(self.stations), free)
 
     # ------------------------------------------------------------------ one car
 

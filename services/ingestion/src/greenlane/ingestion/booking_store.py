@@ -60,8 +60,9 @@ class Booking:
 
 @dataclass(frozen=True, slots=True)
 class BookOutcome:
-    booking: Booking | None  # None: no station nearby has free capacity
+    booking: Booking | None  # None: no station nearby has free capacity (or the fleet cap)
     expired: list[Expired]
+    fleet_limit: int = 0  # > 0: the fleet holds this many live bookings, its cap
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,16 @@ class BookingStore:
         # The keys every script of the region shares, in the order the scripts expect.
         self._ledger = [r.bookings, r.booking_expiry, r.booking_ended, r.car_booking]
 
-    async def book(self, car_id: str, lon: float, lat: float, now_ms: int = 0) -> BookOutcome:
+    async def book(
+        self,
+        car_id: str,
+        lon: float,
+        lat: float,
+        now_ms: int = 0,
+        *,
+        fleet: str = "",
+        cap: int = 0,
+    ) -> BookOutcome:
         """The car's active booking, or a new one at the nearest station with a free slot.
 
         The candidates are found first (one GEOSEARCH, with whether the car holds a
@@ -129,11 +139,13 @@ class BookingStore:
         station it may book; no candidate and no booking is NO_CAPACITY without the
         script. A car this store booked asks again with every status while its battery is
         low: then the script is first asked for the car's booking alone (one round trip);
-        only if it is gone are the candidates searched.
+        only if it is gone are the candidates searched. A booking is the fleet's: `cap`
+        (> 0) bounds the live bookings one fleet holds in the region.
         """
         expired: list[Expired] = []
+        book = (fleet, cap)
         if self._holding.get(car_id, 0) > time.time() * 1000:
-            outcome = await self._call_book(car_id, lon, lat, now_ms, [])
+            outcome = await self._call_book(car_id, lon, lat, now_ms, [], book)
             if outcome.booking is not None:
                 return outcome
             expired = outcome.expired  # cancelled, fulfilled or expired meanwhile
@@ -153,15 +165,24 @@ class BookingStore:
         )
         if not found and not has_booking:
             return BookOutcome(None, expired)  # no station in range, nothing to look at
-        outcome = await self._call_book(car_id, lon, lat, now_ms, list(found))
-        return BookOutcome(outcome.booking, expired + outcome.expired)
+        outcome = await self._call_book(car_id, lon, lat, now_ms, list(found), book)
+        return BookOutcome(outcome.booking, expired + outcome.expired, outcome.fleet_limit)
 
     async def _call_book(
-        self, car_id: str, lon: float, lat: float, now_ms: int, found: list[Any]
+        self,
+        car_id: str,
+        lon: float,
+        lat: float,
+        now_ms: int,
+        found: list[Any],
+        book: tuple[str, int],
     ) -> BookOutcome:
         r = self.region
+        fleet, cap = book
         keys = [r.stations_locations, *self._ledger, r.car_bookings(car_id)]
+        keys.append(r.fleet_bookings(fleet))
         args: list[Any] = [car_id, repr(lon), repr(lat), now_ms, self.ttl_ms, uuid.uuid4().hex]
+        args += [fleet, cap]
         for member, dist in found:
             sid = _s(member)
             keys += [r.station(sid), r.station_bookings(sid)]
@@ -171,7 +192,8 @@ class BookingStore:
         expired = _expired(reply[6:])
         if status != "BOOKED":
             self._holding.pop(car_id, None)
-            return BookOutcome(None, expired)
+            live = int(reply[5]) if status == "FLEET_LIMIT" else 0
+            return BookOutcome(None, expired, live)
         distance = _s(reply[3])
         booking = Booking(
             booking_id=_s(reply[1]),
@@ -193,18 +215,26 @@ class BookingStore:
         car_id: str = "",
         now_ms: int = 0,
         station_id: str = "",
+        fleet: str | None = None,
+        only_fleet: str = "",
     ) -> EndOutcome:
         """Fulfil or cancel an active booking; its slot is free again at once.
 
-        station_id (the booking's station) saves reading the record first.
+        station_id and fleet (the booking's, from its record) save reading the record
+        first; only_fleet ("" any) refuses (NOT_OWNER) a booking of another fleet.
         """
-        if not station_id:
+        if not station_id or fleet is None:
             record = await self.booking(booking_id)
             if record is None or "station_id" not in record:
                 return EndOutcome("NOT_FOUND")
-            station_id = record["station_id"]
-        keys = [*self._ledger, self.region.station_bookings(station_id)]
-        reply = await self._end(keys=keys, args=[booking_id, status, now_ms, car_id, station_id])
+            station_id, fleet = record["station_id"], record.get("fleet", "")
+        keys = [
+            *self._ledger,
+            self.region.station_bookings(station_id),
+            self.region.fleet_bookings(fleet),
+        ]
+        args: list[Any] = [booking_id, status, now_ms, car_id, station_id, only_fleet]
+        reply = await self._end(keys=keys, args=args)
         result = _s(reply[0])
         if result == "ENDED":
             self._holding.pop(_s(reply[1]), None)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from greenlane.core.auth import Principal
 from greenlane.core.events import CarState, encode_event
 from greenlane.core.plans import Setpoint, read_setpoint
 from greenlane.core.redis_state import RedisClient, read_state
@@ -57,6 +58,7 @@ class BookingDesk:
         *,
         threshold: float = 20.0,
         publish_timeout: float = 5.0,
+        max_per_fleet: int = 0,
     ) -> None:
         self.store = store
         self._redis = redis
@@ -64,22 +66,28 @@ class BookingDesk:
         self._topic = topic
         self.threshold = threshold
         self._publish_timeout = publish_timeout
+        # Live bookings one fleet may hold in the region (0: no cap); a credential's
+        # `bookings` limit overrides it.
+        self.max_per_fleet = max_per_fleet
 
     def concerns(self, state: CarState, requested: bool) -> bool:
         """Only low, asking or plugged-in cars cost a booking round trip."""
         return bool(state.station_id) or requested or state.battery < self.threshold
 
-    async def handle(self, state: CarState, requested: bool) -> DeskAnswer:
+    async def handle(
+        self, state: CarState, requested: bool, principal: Principal | None = None
+    ) -> DeskAnswer:
+        """Book, or fulfil, for a stored status of `principal`'s car (its fleet's)."""
         try:
             if state.station_id:
-                return await self._plugged_in(state)
-            return await self._book(state)
+                return await self._plugged_in(state, principal)
+            return await self._book(state, principal)
         except Exception as exc:  # the status is stored: answer that, and why no booking
             metrics.BOOKING_ERRORS.inc()
             log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
 
-    async def _plugged_in(self, state: CarState) -> DeskAnswer:
+    async def _plugged_in(self, state: CarState, principal: Principal | None) -> DeskAnswer:
         # The car's setpoint comes from its plan (another slot than the booking's on a
         # Redis Cluster): both reads at once, so a plugged-in car costs one round trip.
         booking, planned = await asyncio.gather(
@@ -93,17 +101,23 @@ class BookingDesk:
         if isinstance(booking, BaseException):
             raise booking
         setpoint = _setpoint(planned)
-        answer = await self._fulfil(state, booking)
+        answer = await self._fulfil(state, booking, principal)
         return dataclasses.replace(answer, setpoint=setpoint) if setpoint else answer
 
-    async def _fulfil(self, state: CarState, active: dict[str, str] | None) -> DeskAnswer:
+    async def _fulfil(
+        self, state: CarState, active: dict[str, str] | None, principal: Principal | None
+    ) -> DeskAnswer:
         if active is None or active["station_id"] != state.station_id:
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
+        fleet = active.get("fleet", "")
+        if principal is not None and fleet and not principal.sees(fleet):
+            return DeskAnswer(fleet_pb2.ACCEPTED, "stored")  # another fleet's booking
         ended = await self.store.end(
             active["booking_id"],
             "fulfilled",
             car_id=state.car_id,
             station_id=active["station_id"],
+            fleet=fleet,
         )
         if ended.result != "ENDED":
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored")
@@ -113,18 +127,28 @@ class BookingDesk:
         )
         return DeskAnswer(fleet_pb2.ACCEPTED, f"stored; booking {active['booking_id']} fulfilled")
 
-    async def _book(self, state: CarState) -> DeskAnswer:
-        outcome = await self.store.book(state.car_id, state.lon, state.lat)
+    async def _book(self, state: CarState, principal: Principal | None) -> DeskAnswer:
+        fleet = principal.fleet if principal is not None else ""
+        cap = (principal.limits.bookings if principal is not None else None) or self.max_per_fleet
+        outcome = await self.store.book(state.car_id, state.lon, state.lat, fleet=fleet, cap=cap)
         events = await self._expired_events(outcome.expired)
         booking = outcome.booking
         if booking is None:
             metrics.BOOKINGS.labels("no_capacity").inc()
             await self.publish(events)
+            if outcome.fleet_limit:
+                metrics.LIMITED.labels(fleet, "bookings").inc()
+                return DeskAnswer(
+                    fleet_pb2.NO_CAPACITY,
+                    f"stored; fleet {fleet} holds {outcome.fleet_limit} live bookings, its "
+                    "limit: ask again when one ends",
+                )
             return DeskAnswer(
                 fleet_pb2.NO_CAPACITY, "stored; no station nearby has a free slot, ask again later"
             )
         if not booking.existing:
             metrics.BOOKINGS.labels("created").inc()
+            extra: dict[str, Any] = {"fleet": fleet} if fleet else {}
             events.append(
                 booking_event(
                     state,
@@ -132,6 +156,7 @@ class BookingDesk:
                     booking.station_id,
                     booking.booking_id,
                     expires_at=booking.expires_at,
+                    **extra,
                 )
             )
         await self.publish(events)
@@ -176,9 +201,9 @@ class BookingDesk:
             await self.publish(await self._expired_events(expired))
         return len(expired)
 
-    async def cancel(self, booking_id: str) -> EndOutcome:
-        """Cancel an active booking; the outcome says why not when it was not active."""
-        ended = await self.store.end(booking_id, "cancelled")
+    async def cancel(self, booking_id: str, only_fleet: str = "") -> EndOutcome:
+        """Cancel an active booking (of `only_fleet`, "" any); the outcome says why not."""
+        ended = await self.store.end(booking_id, "cancelled", only_fleet=only_fleet)
         if ended.result == "ENDED":
             metrics.BOOKINGS.labels("cancelled").inc()
             state = await self._last_state(ended.car_id)

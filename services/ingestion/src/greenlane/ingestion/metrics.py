@@ -70,3 +70,13 @@ STATE_UNDO_FAILURES = Counter(
     "greenlane_ingestion_state_undo_failures_total",
     "Flushes whose unpublished statuses could not be taken back from Redis.",
 )
+LIMITED = Counter(
+    "greenlane_ingestion_limited_total",
+    "Statuses (limit=rate, batch) or streams (limit=streams) refused over a credential's "
+    "limit, by fleet.",
+    ["fleet", "limit"],
+)
+FOREIGN_CARS = Counter(
+    "greenlane_ingestion_foreign_car_statuses_total",
+    "Statuses refused because their car belongs to another fleet.",
+)

@@ -67,7 +67,10 @@ class StateWrite(Protocol):
 
 
 class StateStore(Protocol):
-    def begin(self, states: Sequence[CarState]) -> StateWrite: ...
+    def begin(self, states: Sequence[CarState], claims: Sequence[str]) -> StateWrite:
+        """A write of states; claims[i] is the fleet claim of status i (see
+        greenlane.core.redis_state.claim_of): a car another fleet owns is refused."""
+        ...
 
 
 class EventPublish(Protocol):
@@ -85,7 +88,11 @@ class EventPublish(Protocol):
 
 class EventLog(Protocol):
     def begin(
-        self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
+        self,
+        states: Sequence[CarState],
+        indices: Sequence[int],
+        headers: list[tuple[str, bytes]],
+        fleets: Sequence[str],
     ) -> EventPublish: ...
 
 
@@ -110,6 +117,7 @@ class _Pending:
     future: asyncio.Future[Receipt]
     received: float
     deadline: float
+    claim: str = ""  # the submitter's fleet claim ('' none, '*fleet' an operator's)
 
 
 class _Flush:
@@ -118,6 +126,7 @@ class _Flush:
     def __init__(self, items: list[_Pending]) -> None:
         self.items = items
         self.states = [s for item in items for s in item.states]
+        self.claims = [item.claim for item in items for _ in item.states]
         self.cars = {s.car_id for s in self.states}
         self.deadline = min(item.deadline for item in items)
         self.started = time.monotonic()
@@ -183,14 +192,18 @@ class IngestPipeline:
             ) from None
 
     def submit(
-        self, states: Sequence[CarState], received: float | None = None
+        self, states: Sequence[CarState], received: float | None = None, claim: str = ""
     ) -> asyncio.Future[Receipt]:
-        """Queue statuses that are answered together; the future gives their Receipt."""
+        """Queue statuses that are answered together; the future gives their Receipt.
+
+        claim is the submitter's fleet claim (greenlane.core.redis_state.claim_of): a
+        status for a car of another fleet is not stored, its failure a `Denied` reason.
+        """
         if self._closing:
             raise BackendUnavailable("ingestion is shutting down")
         received = received if received is not None else time.monotonic()
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(states, fut, received, received + self._ack_timeout))
+        self._queue.append(_Pending(states, fut, received, received + self._ack_timeout, claim))
         self._pending += len(states)
         metrics.PENDING.set(self._pending)
         self._wakeup.set()
@@ -264,7 +277,7 @@ class IngestPipeline:
         with tracer.start_as_current_span("ingestion.flush") as span:
             span.set_attribute("greenlane.flush.statuses", len(states))
             why = [""] * len(states)
-            write = self._state.begin(states)
+            write = self._state.begin(states, flush.claims)
             redis_answered = await self._until(write, "redis", flush.deadline)
             refused = write.failures()
             for i, reason in refused.items():
@@ -273,7 +286,8 @@ class IngestPipeline:
             taken = [i for i in every if i not in refused] if refused else list(every)
             kafka_answered = True
             if taken:
-                publish = self._events.begin(states, taken, inject_trace_headers())
+                fleets = [c.removeprefix("*") for c in flush.claims]
+                publish = self._events.begin(states, taken, inject_trace_headers(), fleets)
                 kafka_answered = await self._until(publish, "kafka", flush.deadline)
                 for i, reason in publish.failures().items():
                     why[i] = reason or "Kafka did not confirm in time; safe to resend"

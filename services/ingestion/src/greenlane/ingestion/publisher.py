@@ -18,6 +18,11 @@ _PARTITIONER = DefaultPartitioner()
 _MAX_CACHED_CARS = 200_000
 
 
+def with_fleet(event: bytes, fleet: str) -> bytes:
+    """The event JSON with the `fleet` that sent it (fleet ids need no escaping)."""
+    return event[:-1] + b',"fleet":"' + fleet.encode() + b'"}'
+
+
 def is_transient(exc: BaseException) -> bool:
     """Kafka says which of its errors may pass; anything else (a socket) may pass too."""
     return not isinstance(exc, KafkaError) or bool(exc.retriable)
@@ -38,9 +43,11 @@ class KafkaPublish:
         states: Sequence[CarState],
         indices: Sequence[int],
         headers: list[tuple[str, bytes]],
+        fleets: Sequence[str] | None = None,
     ) -> None:
         self._log = log_
         self._states = states
+        self._fleets = fleets
         self._todo = list(indices)  # neither confirmed nor refused, in order
         self._confirmed: set[int] = set()
         self._errors: dict[int, str] = {}
@@ -70,7 +77,7 @@ class KafkaPublish:
             if not is_transient(exc):
                 self._refuse(self._todo, exc)
             return
-        states, headers = self._states, self._headers
+        states, headers, fleets = self._states, self._headers, self._fleets
         sent: list[tuple[asyncio.Future[object], list[int]]] = []
         try:
             for part, indices in by_partition.items():
@@ -79,6 +86,8 @@ class KafkaPublish:
                 for i in indices:
                     s = states[i]
                     key, value = s.car_id.encode(), event_json(s, "telemetry")
+                    if fleets is not None and fleets[i]:
+                        value = with_fleet(value, fleets[i])
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         sent.append(
                             (await producer.send_batch(batch, topic, partition=part), members)
@@ -122,9 +131,13 @@ class KafkaEventLog:
         self._partition_count = 0
 
     def begin(
-        self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
+        self,
+        states: Sequence[CarState],
+        indices: Sequence[int],
+        headers: list[tuple[str, bytes]],
+        fleets: Sequence[str] | None = None,
     ) -> KafkaPublish:
-        return KafkaPublish(self, states, indices, headers)
+        return KafkaPublish(self, states, indices, headers, fleets)
 
     def by_partition(
         self, states: Sequence[CarState], indices: Sequence[int], partitions: set[int]

@@ -16,6 +16,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from greenlane.core.auth import Authenticator
+from greenlane.core.authenticator import build_authenticator
+from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
@@ -24,9 +27,10 @@ from greenlane.core.redis_state import CarStateStore, RedisClient, connect
 from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.ingestion import metrics
 from greenlane.ingestion.api import create_api
-from greenlane.ingestion.auth import TokenAuthInterceptor
+from greenlane.ingestion.auth import AuthInterceptor
 from greenlane.ingestion.booking_store import BookingStore
 from greenlane.ingestion.desk import BookingDesk
+from greenlane.ingestion.limits import LimitDefaults, Limiter
 from greenlane.ingestion.pipeline import IngestPipeline
 from greenlane.ingestion.publisher import KafkaEventLog
 from greenlane.ingestion.servicer import FleetTelemetryService
@@ -68,16 +72,59 @@ class RunningServer:
         await self.grpc_server.stop(self._grace)
 
 
-def _grpc_server(settings: IngestionSettings) -> tuple[grpc.aio.Server, int]:
+def grpc_options(settings: IngestionSettings) -> list[tuple[str, int]]:
+    """gRPC core's per-connection limits (docs/security.md, "Limits")."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        # Advertised in the HTTP/2 SETTINGS: a client opens at most this many streams at
+        # once on one connection (more wait at the client).
+        ("grpc.max_concurrent_streams", settings.max_streams_per_connection),
+        ("grpc.keepalive_time_ms", 60_000),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Keepalive enforcement: pings more often than this earn strikes; two and the
+        # connection is closed with GOAWAY (ENHANCE_YOUR_CALM, too_many_pings).
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(settings.min_ping_interval_seconds)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.keepalive_permit_without_calls", 0),
+        ("grpc.max_connection_idle_ms", ms(settings.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", ms(settings.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.max_connection_age_grace_seconds)),
+        # A connection that has not finished its TLS handshake and HTTP/2 settings in this
+        # time is closed (half-open connections hold no descriptor for long).
+        ("grpc.server_handshake_timeout_ms", ms(settings.handshake_timeout_seconds)),
+    ]
+
+
+def server_credentials(settings: IngestionSettings) -> grpc.ServerCredentials | None:
+    """TLS (and with a client CA, mTLS: a client without a certificate is refused in the
+    handshake) from GREENLANE_TLS_*; None: plaintext."""
+    files = tls_files(settings)
+    if files is None:
+        return None
+    with open(files.cert_file, "rb") as f:
+        cert = f.read()
+    with open(files.key_file, "rb") as f:
+        key = f.read()
+    ca = None
+    if files.client_ca_file:
+        with open(files.client_ca_file, "rb") as f:
+            ca = f.read()
+    return grpc.ssl_server_credentials([(key, cert)], ca, require_client_auth=ca is not None)
+
+
+def _grpc_server(
+    settings: IngestionSettings, authenticator: Authenticator
+) -> tuple[grpc.aio.Server, int]:
     """The gRPC server with its port bound: the first thing, so a taken port costs nothing."""
     server = grpc.aio.server(
-        interceptors=[
-            TokenAuthInterceptor(settings.api_tokens, lambda _m: metrics.AUTH_FAILURES.inc())
-        ],
+        interceptors=[AuthInterceptor(authenticator, lambda _m: metrics.AUTH_FAILURES.inc())],
         options=[
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.http2.max_pings_without_data", 0),
+            *grpc_options(settings),
             # gRPC sets SO_REUSEPORT by default: a second ingestion would then share the
             # port with the first, silently, instead of failing to start.
             ("grpc.so_reuseport", 0),
@@ -93,8 +140,12 @@ def _grpc_server(settings: IngestionSettings) -> tuple[grpc.aio.Server, int]:
     if settings.ingestion_port:
         # The system's own reason ("Address already in use"), before gRPC logs its own.
         bind_socket(settings.ingestion_host, settings.ingestion_port, PORT_VARIABLES).close()
+    credentials = server_credentials(settings)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError:  # grpcio raises when the bind fails
         port = 0
     if port == 0:
@@ -115,7 +166,8 @@ async def start_server(settings: IngestionSettings) -> RunningServer:
 
 
 async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) -> RunningServer:
-    server, port = _grpc_server(settings)
+    authenticator = build_authenticator(settings)
+    server, port = _grpc_server(settings, authenticator)
     listener = _Listener(server)
     stack.push_async_callback(listener.release_unstarted)
 
@@ -174,13 +226,16 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
         producer,
         settings.fleet_events_topic,
         threshold=settings.booking_threshold_percent,
+        max_per_fleet=settings.booking_max_per_fleet,
     )
     api = await stack.enter_async_context(
         HttpServer(
-            create_api(desk, settings.api_tokens),
+            create_api(desk, authenticator),
             settings.ingestion_host,
             settings.booking_api_port,
             variable="GREENLANE_BOOKING_API_PORT",
+            tls=tls_files(settings),
+            limits=edge_limits(settings),
         )
     )
     sweeper = asyncio.create_task(_sweep_forever(desk, settings.booking_sweep_seconds))
@@ -192,6 +247,14 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
             desk=desk,
             max_in_flight=settings.max_in_flight_per_stream,
             max_batch=settings.max_batch_statuses,
+            limiter=Limiter(
+                LimitDefaults(
+                    statuses_per_second=settings.limit_statuses_per_second,
+                    burst=settings.limit_burst,
+                    streams=settings.limit_streams,
+                    batch=settings.max_batch_statuses,
+                )
+            ),
         ),
         server,
     )

@@ -7,13 +7,18 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
+from greenlane.core.auth import ALL_SCOPES, Principal
 from greenlane.core.errors import BackendUnavailable, InvalidField
 from greenlane.core.events import CarState, validate_message, validate_messages
+from greenlane.core.redis_state import Denied, claim_of
 from greenlane.ingestion import metrics
+from greenlane.ingestion.auth import current_principal
 from greenlane.ingestion.desk import BookingDesk
+from greenlane.ingestion.limits import Limiter
 from greenlane.ingestion.pipeline import IngestPipeline, Receipt
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -22,6 +27,14 @@ log = logging.getLogger(__name__)
 ACCEPTED = fleet_pb2.ACCEPTED
 REJECTED = fleet_pb2.REJECTED
 UNAVAILABLE = fleet_pb2.UNAVAILABLE
+RATE_LIMITED = fleet_pb2.RATE_LIMITED
+# Trailing metadata of RESOURCE_EXHAUSTED: when to try again, in milliseconds.
+RETRY_AFTER_KEY = "retry-after-ms"
+# A stream over its rate waits this long at most before its next message is read, so an
+# abusive client costs little (HTTP/2 flow control holds it back) and is still answered.
+MAX_LIMITED_PAUSE_SECONDS = 1.0
+# A servicer used without the interceptor (unit tests): writes claim no fleet.
+UNGUARDED = Principal("", ALL_SCOPES, "unguarded")
 
 
 def now_ms() -> int:
@@ -55,6 +68,30 @@ def _not_stored(reason: str) -> str:
     return f"not stored: {reason}"
 
 
+def _retry_ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000 + 0.999))
+
+
+def _principal() -> Principal:
+    return current_principal() or UNGUARDED
+
+
+def _claim(principal: Principal) -> str:
+    return claim_of(principal.fleet, principal.operator)
+
+
+def _denied(msg: fleet_pb2.CarStatus, reason: str) -> fleet_pb2.BookingResponse:
+    metrics.STATUSES_REJECTED.labels("car_id").inc()
+    metrics.FOREIGN_CARS.inc()
+    return fleet_pb2.BookingResponse(
+        car_id=msg.car_id,
+        status=REJECTED,
+        field="car_id",
+        message=reason,
+        timestamp=msg.timestamp,
+    )
+
+
 def _discard_outcome(fut: asyncio.Future[Receipt]) -> None:
     if not fut.cancelled():
         fut.exception()  # marks it retrieved: the stream that wanted it is gone
@@ -70,20 +107,37 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         desk: BookingDesk | None = None,
         max_in_flight: int = 1000,
         max_batch: int = 10_000,
+        limiter: Limiter | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._desk = desk
         self._max_in_flight = max_in_flight
         self._max_batch = max_batch
+        self._limiter = limiter or Limiter()
+
+    async def _open_stream(
+        self, principal: Principal, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        if self._limiter.open_stream(principal, time.monotonic()):
+            return
+        metrics.LIMITED.labels(principal.fleet, "streams").inc()
+        most = self._limiter.limits(principal).streams
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, "1000"),))
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"the credential {principal.subject!r} has {most} streams open, its limit",
+        )
 
     async def StreamTelemetry(  # noqa: N802 - gRPC method name
         self,
         request_iterator: AsyncIterator[fleet_pb2.CarStatus],
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatus, fleet_pb2.BookingResponse],
     ) -> AsyncIterator[fleet_pb2.BookingResponse]:
+        principal = _principal()
+        await self._open_stream(principal, context)
         # Reading runs ahead of answering (pipelining); answers keep request order.
         answers: asyncio.Queue[_Entry | None] = asyncio.Queue(self._max_in_flight)
-        reader = asyncio.create_task(self._read_statuses(request_iterator, answers))
+        reader = asyncio.create_task(self._read_statuses(request_iterator, answers, principal))
         metrics.OPEN_STREAMS.inc()
         try:
             while True:
@@ -99,6 +153,10 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 except BackendUnavailable as exc:
                     receipt = Receipt({0: str(exc)})
                 if not receipt.stored:
+                    reason = receipt.failures[0]
+                    if isinstance(reason, Denied):
+                        yield _denied(msg, reason)
+                        continue
                     metrics.STATUSES_UNAVAILABLE.inc()
                     yield fleet_pb2.BookingResponse(
                         car_id=msg.car_id,
@@ -114,7 +172,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     and desk is not None
                     and desk.concerns(state, msg.request_booking)
                 ):
-                    answer = await desk.handle(state, msg.request_booking)
+                    answer = await desk.handle(state, msg.request_booking, principal)
                     yield fleet_pb2.BookingResponse(
                         car_id=msg.car_id,
                         status=answer.status,
@@ -130,6 +188,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
             reader.result()  # a reader failure ends the call with its error
         finally:
             metrics.OPEN_STREAMS.dec()
+            self._limiter.close_stream(principal)
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -144,8 +203,12 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         self,
         request_iterator: AsyncIterator[fleet_pb2.CarStatus],
         answers: asyncio.Queue[_Entry | None],
+        principal: Principal,
     ) -> None:
         received = metrics.STATUSES_RECEIVED.labels("stream")
+        limited = metrics.LIMITED.labels(principal.fleet, "rate")
+        claim = _claim(principal)
+        take = self._limiter.take
         try:
             async for msg in request_iterator:
                 received.inc()
@@ -155,9 +218,29 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 except InvalidField as err:
                     await answers.put((msg, None, _rejection(msg, err)))
                     continue
+                wait = take(principal, 1, t)
+                if wait:
+                    limited.inc()
+                    retry = _retry_ms(wait)
+                    await answers.put(
+                        (
+                            msg,
+                            None,
+                            fleet_pb2.BookingResponse(
+                                car_id=msg.car_id,
+                                status=RATE_LIMITED,
+                                message=f"not stored: over the rate limit of {principal.subject!r}"
+                                f"; retry in {retry} ms",
+                                timestamp=msg.timestamp,
+                                retry_after_ms=retry,
+                            ),
+                        )
+                    )
+                    await asyncio.sleep(min(wait, MAX_LIMITED_PAUSE_SECONDS))
+                    continue
                 try:
                     await self._pipeline.wait_for_space()
-                    fut = self._pipeline.submit((state,), t)
+                    fut = self._pipeline.submit((state,), t, claim)
                 except BackendUnavailable as exc:
                     fut = asyncio.get_running_loop().create_future()
                     fut.set_exception(exc)
@@ -172,18 +255,23 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         await answers.put(None)
 
     async def _store_batch(
-        self, batch: fleet_pb2.CarStatusBatch, received: float
-    ) -> fleet_pb2.BatchResponse:
+        self, batch: fleet_pb2.CarStatusBatch, received: float, principal: Principal
+    ) -> tuple[fleet_pb2.BatchResponse, bool]:
+        """The answer to a batch, and whether every valid item was another fleet's."""
         statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
         metrics.STATUSES_RECEIVED.labels("batch").inc(len(statuses))
         metrics.BATCH_STATUSES.observe(len(statuses))
         if not statuses:
-            return fleet_pb2.BatchResponse(status=REJECTED, message="statuses: the batch is empty")
-        if len(statuses) > self._max_batch:
+            return fleet_pb2.BatchResponse(
+                status=REJECTED, message="statuses: the batch is empty"
+            ), False
+        most = min(self._max_batch, self._limiter.limits(principal).batch or self._max_batch)
+        if len(statuses) > most:
+            metrics.LIMITED.labels(principal.fleet, "batch").inc()
             return fleet_pb2.BatchResponse(
                 status=REJECTED,
-                message=f"statuses: {len(statuses)} items, over the limit of {self._max_batch}",
-            )
+                message=f"statuses: {len(statuses)} items, over the limit of {most}",
+            ), False
         valid, invalid_items = validate_messages(statuses, now_ms=now_ms())
         rejected: list[fleet_pb2.RejectedItem] = []
         for index, err in invalid_items:
@@ -198,25 +286,40 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
             )
         invalid = len(rejected)
         if valid:
+            wait = self._limiter.take(principal, len(valid), received)
+            if wait:
+                metrics.LIMITED.labels(principal.fleet, "rate").inc(len(valid))
+                retry = _retry_ms(wait)
+                return fleet_pb2.BatchResponse(
+                    status=RATE_LIMITED,
+                    accepted=0,
+                    rejected=rejected,
+                    message=f"nothing stored: over the rate limit of {principal.subject!r}; "
+                    f"retry in {retry} ms",
+                    retry_after_ms=retry,
+                ), False
             try:
                 await self._pipeline.wait_for_space()
-                receipt = await self._pipeline.submit(valid, received)
+                receipt = await self._pipeline.submit(valid, received, _claim(principal))
             except BackendUnavailable as exc:
                 metrics.STATUSES_UNAVAILABLE.inc(len(valid))
                 return fleet_pb2.BatchResponse(
                     status=UNAVAILABLE, accepted=0, rejected=rejected, message=str(exc)
-                )
+                ), False
             if not receipt.stored:
                 bad = {index for index, _ in invalid_items}
                 positions = [i for i in range(len(statuses)) if i not in bad]
-                return self._partly_stored(valid, positions, rejected, receipt)
+                all_denied = len(receipt.failures) == len(valid) and all(
+                    isinstance(r, Denied) for r in receipt.failures.values()
+                )
+                return self._partly_stored(valid, positions, rejected, receipt), all_denied
         metrics.STATUSES_ACCEPTED.inc(len(valid))
         return fleet_pb2.BatchResponse(
             status=ACCEPTED,
             accepted=len(valid),
             rejected=rejected,
             message=f"{len(valid)} stored, {invalid} rejected",
-        )
+        ), False
 
     @staticmethod
     def _partly_stored(
@@ -225,10 +328,24 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         rejected: list[fleet_pb2.RejectedItem],
         receipt: Receipt,
     ) -> fleet_pb2.BatchResponse:
-        """UNAVAILABLE: `accepted` counts what is stored; each valid item that is not is
-        listed with its index, an empty field and why."""
+        """Some valid items are not stored: `accepted` counts what is. An item of another
+        fleet's car is listed with the field car_id; one a backend did not store with an
+        empty field and "not stored:" (the answer is then UNAVAILABLE)."""
         invalid = len(rejected)
+        unavailable = 0
+        first = ""
         for k, reason in receipt.failures.items():
+            if isinstance(reason, Denied):
+                metrics.STATUSES_REJECTED.labels("car_id").inc()
+                metrics.FOREIGN_CARS.inc()
+                rejected.append(
+                    fleet_pb2.RejectedItem(
+                        index=positions[k], car_id=valid[k].car_id, field="car_id", message=reason
+                    )
+                )
+                continue
+            unavailable += 1
+            first = first or reason
             rejected.append(
                 fleet_pb2.RejectedItem(
                     index=positions[k], car_id=valid[k].car_id, message=_not_stored(reason)
@@ -237,13 +354,21 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         rejected.sort(key=lambda item: item.index)
         stored = len(valid) - len(receipt.failures)
         metrics.STATUSES_ACCEPTED.inc(stored)
-        metrics.STATUSES_UNAVAILABLE.inc(len(receipt.failures))
+        metrics.STATUSES_UNAVAILABLE.inc(unavailable)
+        denied = len(receipt.failures) - unavailable
+        if not unavailable:
+            return fleet_pb2.BatchResponse(
+                status=ACCEPTED,
+                accepted=stored,
+                rejected=rejected,
+                message=f"{stored} stored, {invalid + denied} rejected ({denied} of another fleet)",
+            )
         return fleet_pb2.BatchResponse(
             status=UNAVAILABLE,
             accepted=stored,
             rejected=rejected,
-            message=f"{stored} stored, {invalid} rejected, {len(receipt.failures)} not stored "
-            f"(first: {next(iter(receipt.failures.values()))})",
+            message=f"{stored} stored, {invalid + denied} rejected, {unavailable} not stored "
+            f"(first: {first})",
         )
 
     async def StreamTelemetryBatches(  # noqa: N802 - gRPC method name
@@ -251,16 +376,34 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         request_iterator: AsyncIterator[fleet_pb2.CarStatusBatch],
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
     ) -> AsyncIterator[fleet_pb2.BatchResponse]:
+        principal = _principal()
+        await self._open_stream(principal, context)
         metrics.OPEN_STREAMS.inc()
         try:
             async for batch in request_iterator:
-                yield await self._store_batch(batch, time.monotonic())
+                answer, _ = await self._store_batch(batch, time.monotonic(), principal)
+                yield answer
+                if answer.status == RATE_LIMITED:
+                    pause = min(answer.retry_after_ms / 1000, MAX_LIMITED_PAUSE_SECONDS)
+                    await asyncio.sleep(pause)
         finally:
             metrics.OPEN_STREAMS.dec()
+            self._limiter.close_stream(principal)
 
     async def SendBatch(  # noqa: N802 - gRPC method name
         self,
         request: fleet_pb2.CarStatusBatch,
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
     ) -> fleet_pb2.BatchResponse:
-        return await self._store_batch(request, time.monotonic())
+        principal = _principal()
+        answer, all_denied = await self._store_batch(request, time.monotonic(), principal)
+        if answer.status == RATE_LIMITED:
+            context.set_trailing_metadata(((RETRY_AFTER_KEY, str(answer.retry_after_ms)),))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, answer.message)
+        if all_denied:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"nothing stored: {answer.rejected[-1].message}"
+                + (f" (and {answer.message})" if len(answer.rejected) > 1 else ""),
+            )
+        return answer

@@ -32,3 +32,26 @@ class IngestionSettings(TokenSettings):
     booking_max_candidates: int = Field(10, ge=1, le=100)
     booking_sweep_seconds: float = Field(5.0, gt=0, le=3600)
     booking_api_port: int = Field(8082, ge=0, le=65535)
+    # Live bookings one fleet may hold in the region (a credential's `bookings` limit
+    # overrides it; 0: no cap).
+    booking_max_per_fleet: int = Field(1000, ge=0, le=10_000_000)
+
+    # Per credential (GREENLANE_CREDENTIALS may set its own; docs/security.md). Generous:
+    # `make bench` saturates one credential. Set a fleet's own in production.
+    limit_statuses_per_second: float = Field(100_000.0, gt=0, le=10_000_000)
+    limit_burst: int = Field(200_000, ge=1, le=100_000_000)
+    limit_streams: int = Field(20_000, ge=1, le=1_000_000)
+
+    # Per connection (HTTP/2 and gRPC core).
+    max_streams_per_connection: int = Field(2000, ge=1, le=100_000)
+    # A client may ping at most this often without data (more: GOAWAY, too_many_pings).
+    min_ping_interval_seconds: float = Field(10.0, ge=1, le=3600)
+    # A connection without a call this long is closed (GOAWAY).
+    max_connection_idle_seconds: float = Field(300.0, gt=0, le=86_400)
+    # A connection older than this is asked to reconnect (spreads load over replicas);
+    # its calls then get max_connection_age_grace_seconds to finish.
+    max_connection_age_seconds: float = Field(3600.0, gt=0, le=7 * 86_400)
+    max_connection_age_grace_seconds: float = Field(60.0, ge=0, le=86_400)
+    # The TLS handshake and the HTTP/2 settings exchange must complete within this.
+    handshake_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    max_message_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)

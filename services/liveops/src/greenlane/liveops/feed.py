@@ -87,7 +87,7 @@ class Feed:
     def __init__(self, options: Options, out: TextIO, started: float) -> None:
         self.options = options
         self.out = out
-        self.filter = EventFilter(options.cars, options.below)
+        self.filter = EventFilter(options.cars, options.below, options.fleets)
         self.stats = SessionStats(started)
 
     def handle(self, record: ConsumerRecord, now: float) -> Text | str | None:
@@ -113,7 +113,10 @@ class Feed:
                 return json_line(raw) if self.options.json else format_plan(event.data)
             return None  # a kind the feed does not show: skipped, not bad
         self.stats.record(now, state.car_id, state.battery, state.station_id)
-        if not self.filter.matches(state.car_id, state.battery):
+        fleet = event.data.get("fleet")
+        if not self.filter.matches(
+            state.car_id, state.battery, fleet if isinstance(fleet, str) else ""
+        ):
             return None
         self.stats.shown += 1
         if self.options.json:

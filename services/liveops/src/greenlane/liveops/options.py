@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from greenlane.core import cliargs
+from greenlane.core.auth import check_fleet
 from greenlane.core.devenv import DEV_ENV_FILE, read_env_file
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.events import CAR_ID_PATTERN, FLEET_EVENTS_TOPIC
@@ -42,6 +43,7 @@ class Options:
     from_beginning: bool = False
     json: bool = False
     cars: frozenset[str] = field(default_factory=frozenset)
+    fleets: frozenset[str] = field(default_factory=frozenset)
     below: float | None = None
     max_events: int | None = None
     duration: float | None = None
@@ -73,6 +75,13 @@ def _group(text: str) -> str:
 
 # The argparse types of the feed and of `greenlane events`.
 car_id_arg = cliargs.checked(_car_id)
+
+
+def _fleet(text: str) -> str:
+    return check_fleet(text, repr(text))
+
+
+fleet_arg = cliargs.checked(_fleet)
 positive_int_arg = cliargs.integer(1)
 seconds_arg = cliargs.seconds()
 
@@ -104,6 +113,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=car_id_arg,
         metavar="ID",
         help="show only this car (repeat for several)",
+    )
+    add(
+        "--fleet",
+        dest="fleets",
+        action="append",
+        type=fleet_arg,
+        metavar="ID",
+        help="show only the cars of this fleet: events whose `fleet` is ID (repeat for several)",
     )
     add(
         "--below",
@@ -215,6 +232,7 @@ def options_from_args(
         from_beginning=args.from_beginning,
         json=args.json,
         cars=frozenset(args.cars or ()),
+        fleets=frozenset(args.fleets or ()),
         below=args.below,
         max_events=args.max_events,
         duration=args.duration,

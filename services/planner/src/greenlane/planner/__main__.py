@@ -9,6 +9,7 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.serving import bind_listener, serve_until_stopped
@@ -82,7 +83,12 @@ async def main(args: argparse.Namespace) -> int:
                 )
             try:
                 stopped = await serve_until_stopped(
-                    create_app(settings, live=live), sock, stop, settings.shutdown_grace_seconds
+                    create_app(settings, live=live),
+                    sock,
+                    stop,
+                    settings.shutdown_grace_seconds,
+                    tls=tls_files(settings),
+                    limits=edge_limits(settings),
                 )
             finally:
                 if live is not None:

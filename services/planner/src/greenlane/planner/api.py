@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
-from pydantic import SecretStr
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,9 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from greenlane.core.auth import presented_token, token_is_valid
+from greenlane.core.auth import PLANS_READ, PLANS_WRITE
+from greenlane.core.authenticator import build_authenticator
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import CAR_ID_PATTERN, MAX_GOAL_AHEAD_MS
+from greenlane.core.http import ProblemError, authenticate, problem_handler
 from greenlane.core.http import problem as problem_response
 from greenlane.core.plans import read_schedule
 from greenlane.core.telemetry import probes_app
@@ -160,6 +161,18 @@ def goal_from_json(body: object, now_ms: int) -> tuple[Goal, CarSpec | None]:
     return Goal(target, depart), spec
 
 
+def only_fleet(schedule: Mapping[str, Any], cars: set[str]) -> dict[str, Any]:
+    """A site schedule's JSON with only the given cars' powers and plans; the site's totals
+    per slot stay (they are the site's, not a car's)."""
+    out = dict(schedule)
+    out["slots"] = [
+        {**slot, "cars": {c: kw for c, kw in slot["cars"].items() if c in cars}}
+        for slot in schedule["slots"]
+    ]
+    out["car_plans"] = [p for p in schedule["car_plans"] if p["car_id"] in cars]
+    return out
+
+
 async def _body(request: Request) -> bytes:
     """The request body, refused (413) as soon as it grows past MAX_BODY_BYTES."""
     declared = request.headers.get("content-length", "")
@@ -190,14 +203,15 @@ def create_app(
 ) -> Starlette:
     """The planner's API as an ASGI app (metrics go to the default registry); without a
     live planner only the what-if solve and the probes answer (the rest: 503)."""
-    tokens: list[SecretStr] = list(settings.api_tokens)
+    authenticator = build_authenticator(settings)
     tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
     solving = asyncio.Semaphore(settings.planner_max_concurrent_solves)
     time_limit = settings.planner_solve_time_limit_seconds
 
-    def authorize(request: Request) -> None:
-        if not token_is_valid(presented_token(request.headers), tokens):
-            raise ApiProblem(401, "missing or invalid x-api-token")
+    def no_query(request: Request) -> None:
+        if request.query_params:
+            name = next(iter(request.query_params))[:_ECHO_LIMIT]
+            raise ApiProblem(400, f"unknown query parameter {name!r} (allowed: none)")
 
     async def json_body(request: Request) -> object:
         if not _is_json(request.headers.get("content-type", "")):
@@ -214,22 +228,26 @@ def create_app(
         return live
 
     async def car_plan(request: Request) -> Response:
-        authorize(request)
+        principal = await authenticate(request, authenticator, PLANS_READ)
+        no_query(request)
         car_id = _path_id(request, "car_id")
         planner = running()
         assert planner.redis is not None
         try:
+            owner = await store.car_owner(planner.redis, car_id)
             plan = await store.read_car_plan(planner.redis, car_id)
         except (RedisError, OSError):
             raise ApiProblem(503, "Redis is unavailable; retry shortly") from None
-        if plan is None:
+        # Another fleet's car answers as an unknown one: its id tells nothing.
+        if plan is None or not principal.sees(owner):
             raise ApiProblem(
                 404, f"car_id: no plan for {car_id!r} (it is not plugged in or booked at a site)"
             )
         return JSONResponse(plan.to_json(planner.now_ms()))
 
     async def site_schedule(request: Request) -> Response:
-        authorize(request)
+        principal = await authenticate(request, authenticator, PLANS_READ)
+        no_query(request)
         site_id = _path_id(request, "site_id")
         planner = running()
         assert planner.redis is not None
@@ -244,14 +262,29 @@ def create_app(
             if known:
                 raise ApiProblem(404, f"site_id: {site_id!r} has no plan yet; retry shortly")
             raise ApiProblem(404, f"site_id: no site {site_id!r} (see greenlane stations load)")
-        return JSONResponse(schedule.to_json())
+        answer = schedule.to_json()
+        if not principal.operator:
+            # A fleet sees the site's totals and its own cars, not other fleets' cars.
+            try:
+                owners = await store.car_owners(planner.redis, [c.car_id for c in schedule.cars])
+            except (RedisError, OSError):
+                raise ApiProblem(503, "Redis is unavailable; retry shortly") from None
+            answer = only_fleet(answer, {c for c, f in owners.items() if principal.sees(f)})
+        return JSONResponse(answer)
 
     async def put_goal(request: Request) -> Response:
-        authorize(request)
+        principal = await authenticate(request, authenticator, PLANS_WRITE)
+        no_query(request)
         car_id = _path_id(request, "car_id")
         planner = running()
+        assert planner.redis is not None
         goal, spec = goal_from_json(await json_body(request), planner.now_ms())
         try:
+            owner = await store.car_owner(planner.redis, car_id)
+            if owner is not None and not principal.sees(owner):
+                raise ApiProblem(
+                    403, f"car_id: {car_id!r} belongs to another fleet; its goal is not set"
+                )
             set_at = await planner.set_goal(car_id, goal, spec)
         except (RedisError, OSError):
             raise ApiProblem(503, "Redis is unavailable: the goal is not stored; retry") from None
@@ -272,7 +305,9 @@ def create_app(
         return JSONResponse(answer)
 
     async def whatif(request: Request) -> Response:
-        authorize(request)
+        # A what-if reads and stores nothing of any fleet: any caller that may read plans.
+        await authenticate(request, authenticator, PLANS_READ)
+        no_query(request)
         problem = problem_from_json(await json_body(request))
         if solving.locked():
             raise ApiProblem(
@@ -325,6 +360,7 @@ def create_app(
         ],
         exception_handlers={
             ApiProblem: on_problem,
+            ProblemError: problem_handler,
             InvalidField: on_invalid,
             HTTPException: on_http,
             Exception: on_error,

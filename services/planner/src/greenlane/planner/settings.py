@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from greenlane.core.settings import BaseServiceSettings, TokenList, check_tokens, parse_tokens
+from greenlane.core.settings import TokenSettings
 from greenlane.planner.model import MAX_SLOTS
 
 
-class PlannerSettings(BaseServiceSettings):
+class PlannerSettings(TokenSettings):
     """Where the planner's API listens, who may call it, how long a solve may take, and
     how the live planner plans: slots, horizon, the fleet's defaults.
 
@@ -16,7 +16,6 @@ class PlannerSettings(BaseServiceSettings):
     metrics_host and metrics_port are not used here.
     """
 
-    api_tokens: TokenList = Field(default_factory=list)
     planner_host: str = Field("127.0.0.1", min_length=1)
     planner_port: int = Field(8083, ge=0, le=65535)
     # HiGHS stops an LP after this long; the what-if answer is then a 503.
@@ -52,16 +51,6 @@ class PlannerSettings(BaseServiceSettings):
     planner_car_max_kw: float = Field(150.0, gt=0, le=1000)
     # A booked car is expected at its station after its distance at this speed.
     planner_booked_speed_kmh: float = Field(25.0, gt=0, le=200)
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        return parse_tokens(value)
-
-    @field_validator("api_tokens", mode="after")
-    @classmethod
-    def _tokens(cls, value: list[SecretStr], info: ValidationInfo) -> list[SecretStr]:
-        return check_tokens(value, info.data.get("environment", "production"))
 
     @field_validator("grid_url")
     @classmethod

@@ -149,6 +149,25 @@ async def read_car_plan(client: RedisClient, car_id: str) -> CarPlan | None:
     return CarPlan.from_hash(car_id, raw) if raw else None
 
 
+async def car_owner(client: RedisClient, car_id: str) -> str | None:
+    """The fleet that owns the car (the first that wrote it; None: no fleet wrote it)."""
+    raw = await client.hget(keys.car_state(car_id), keys.OWNER_FIELD)
+    return _text(raw) if raw else None
+
+
+async def car_owners(client: RedisClient, car_ids: Iterable[str]) -> dict[str, str | None]:
+    """The owning fleet of each car (pipelined; a non-transactional pipeline also spans
+    the slots of a Redis Cluster)."""
+    ids = list(car_ids)
+    if not ids:
+        return {}
+    pipe = client.pipeline(transaction=False)
+    for car_id in ids:
+        pipe.hget(keys.car_state(car_id), keys.OWNER_FIELD)
+    raw = await pipe.execute()
+    return {c: (_text(v) if v else None) for c, v in zip(ids, raw, strict=True)}
+
+
 async def heartbeat(
     client: RedisClient, region: Region, me: str, now_ms: int, timeout_ms: int
 ) -> list[str]:

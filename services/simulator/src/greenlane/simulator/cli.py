@@ -304,6 +304,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="benchmarks: also report a 'steady' rate and latency of the messages sent "
         "after the first S seconds (stream set-up excluded)",
     )
+    add(
+        "--tls-ca",
+        metavar="FILE",
+        help="speak TLS to ingestion, trusting this CA (default $GREENLANE_TLS_CA_FILE)",
+    )
+    add(
+        "--tls-cert",
+        metavar="FILE",
+        help="mutual TLS: the client certificate (default $GREENLANE_TLS_CLIENT_CERT_FILE)",
+    )
+    add(
+        "--tls-key",
+        metavar="FILE",
+        help="mutual TLS: the client key (default $GREENLANE_TLS_CLIENT_KEY_FILE)",
+    )
     add("--json", action="store_true", help="print the summary as one JSON object on stdout")
     add("--no-progress", action="store_true", help="no live progress line on stderr")
     add(
@@ -359,6 +374,9 @@ def parse_options(
             depot=args.depot,
             depot_share=args.depot_share,
             timezone=args.timezone,
+            tls_ca_file=args.tls_ca or env.tls_ca_file,
+            tls_cert_file=args.tls_cert or env.tls_client_cert_file,
+            tls_key_file=args.tls_key or env.tls_client_key_file,
         )
     except ValidationError as exc:
         # Every flag is checked by its own type above, so what is left came from the

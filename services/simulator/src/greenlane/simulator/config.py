@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -106,6 +107,23 @@ class FleetConfig(BaseModel):
     drain_timeout: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
     backoff_initial: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
     backoff_max: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
+    # TLS: the CA that signed ingestion's certificate ("" = plaintext); with a client
+    # certificate and key, mutual TLS (the certificate names the fleet).
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+
+    @model_validator(mode="after")
+    def _tls(self) -> FleetConfig:
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            value = getattr(self, name)
+            if value and not Path(value).is_file():
+                raise ValueError(f"{name}: {value!r} is not a readable file")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("a client certificate needs its key (and the key its certificate)")
+        if self.tls_cert_file and not self.tls_ca_file:
+            raise ValueError("a client certificate needs the server's CA (tls_ca_file)")
+        return self
 
     @field_validator("target")
     @classmethod

@@ -79,6 +79,8 @@ _FIELD_OF_STATUS: Final = {
     _S.NO_CAPACITY: "no_capacity",
     _S.REJECTED: "rejected",
     _S.UNAVAILABLE: "unavailable",
+    # Not stored, resend later: counted with UNAVAILABLE.
+    _S.RATE_LIMITED: "unavailable",
 }
 
 
@@ -98,6 +100,8 @@ def _fatal(exc: grpc.aio.AioRpcError) -> FleetError | None:
     code = exc.code()
     if code == grpc.StatusCode.UNAUTHENTICATED:
         return TokenRefused()
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return FleetError(f"the credential may not stream telemetry: {exc.details()}")
     if code == grpc.StatusCode.UNIMPLEMENTED:
         return FleetError(
             f"the target does not serve greenlane.v1.FleetTelemetry ({exc.details()})"
@@ -544,6 +548,22 @@ async def _wait_for_end(fleet: _Fleet, stop: asyncio.Event, duration: float | No
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
+def open_channel(config: FleetConfig) -> grpc.aio.Channel:
+    """A channel to ingestion: plaintext, TLS, or mutual TLS (FleetConfig.tls_*)."""
+    if not config.tls_ca_file:
+        return grpc.aio.insecure_channel(config.target, options=_CHANNEL_OPTIONS)
+    with open(config.tls_ca_file, "rb") as f:
+        ca = f.read()
+    cert = key = None
+    if config.tls_cert_file:
+        with open(config.tls_cert_file, "rb") as f:
+            cert = f.read()
+        with open(config.tls_key_file, "rb") as f:
+            key = f.read()
+    credentials = grpc.ssl_channel_credentials(ca, key, cert)
+    return grpc.aio.secure_channel(config.target, credentials, options=_CHANNEL_OPTIONS)
+
+
 async def run_fleet(config: FleetConfig, stats: Stats, stop: asyncio.Event | None = None) -> Stats:
     """Drive the cars of `config.shard` until `config.duration` elapses or `stop` is set.
 
@@ -551,10 +571,7 @@ async def run_fleet(config: FleetConfig, stats: Stats, stop: asyncio.Event | Non
     when the run cannot go on; `stats` then holds what happened until then.
     """
     stop = stop if stop is not None else asyncio.Event()
-    channels = [
-        grpc.aio.insecure_channel(config.target, options=_CHANNEL_OPTIONS)
-        for _ in range(config.channel_count)
-    ]
+    channels = [open_channel(config) for _ in range(config.channel_count)]
     stats.start(time.monotonic())
     try:
         fleet = _Fleet(config, stats, channels)

@@ -13,6 +13,10 @@ class SimulatorSettings(BaseServiceSettings):
 
     ingestion_addr: str | None = None
     api_token: SecretStr | None = None
+    # TLS towards ingestion (greenlane dev --tls writes them to dev.env).
+    tls_ca_file: str = ""
+    tls_client_cert_file: str = ""
+    tls_client_key_file: str = ""
     # The server's list; a client on the same environment can use its first token.
     api_tokens: TokenList = Field(default_factory=list)
 

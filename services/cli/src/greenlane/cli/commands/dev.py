@@ -78,6 +78,13 @@ def add_parser(sub: Any) -> None:
         help="also run Prometheus (a prometheus binary on PATH, e.g. Debian's) scraping every "
         "service, with the alert rules, and the Redis and PostgreSQL exporters when on PATH",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="make a local CA and certificates (in WORKDIR/tls) and use them everywhere: "
+        "TLS on every API, mutual TLS on gRPC; the simulator presents the dev fleet's "
+        "client certificate",
+    )
     p.add_argument("--quiet", action="store_true", help="no live feed and no status line")
     p.add_argument(
         "--no-feed",
@@ -95,6 +102,7 @@ def _endpoints(
     stack: DevStack, services: list[str], more: list[tuple[str, str]] | None = None
 ) -> Table:
     p = stack.ports
+    s = stack.scheme
     table = Table(title="GreenLane dev platform", title_justify="left")
     table.add_column("what")
     table.add_column("where")
@@ -105,24 +113,31 @@ def _endpoints(
     ]
     if "ingestion" in services:
         rows += [
-            ("ingestion gRPC", f"127.0.0.1:{p.ingestion}  (x-api-token: the dev token)"),
+            (
+                "ingestion gRPC",
+                f"127.0.0.1:{p.ingestion}  "
+                + ("(mutual TLS: the dev fleet's client certificate) " if stack.tls else "")
+                + "(x-api-token: the dev token)",
+            ),
             ("ingestion metrics", f"http://127.0.0.1:{p.ingestion_metrics}/metrics"),
             (
                 "booking API",
-                f"http://127.0.0.1:{p.booking_api}/api/stations?lat=40.758&lon=-73.9855",
+                f"{s}://127.0.0.1:{p.booking_api}/api/stations?lat=40.758&lon=-73.9855",
             ),
         ]
     if "grid" in services:
-        rows.append(("grid pricing", f"http://127.0.0.1:{p.grid}/api/pricing"))
+        rows.append(("grid pricing", f"{s}://127.0.0.1:{p.grid}/api/pricing"))
     if "pricing_worker" in services:
         rows.append(("pricing worker metrics", f"http://127.0.0.1:{p.pricing_metrics}/metrics"))
     if "planner" in services:
         rows += [
-            ("planner API", f"http://127.0.0.1:{p.planner}/api/sites/midtown/schedule"),
+            ("planner API", f"{s}://127.0.0.1:{p.planner}/api/sites/midtown/schedule"),
             ("planner CLI", "greenlane plan site midtown  |  greenlane plan car CAR_ID"),
         ]
     if "hub" in services:
-        rows.append(("hub (live map, WebSocket)", f"http://127.0.0.1:{p.hub}  (metrics /metrics)"))
+        rows.append(("hub (live map, WebSocket)", f"{s}://127.0.0.1:{p.hub}  (metrics /metrics)"))
+    if stack.tls is not None:
+        rows.append(("TLS (local CA)", str(stack.tls.ca_file)))
     rows += more or []
     rows += [
         ("settings", f"source {stack.workdir / 'dev.env'}"),
@@ -353,6 +368,10 @@ def main(args: argparse.Namespace) -> int:
     services = _services()
     try:
         stack.check_ports(services, observability=args.observability)
+        if args.tls:
+            from greenlane.core.tls import make_local_pki
+
+            stack.tls = make_local_pki(stack.workdir / "tls")
         stack.start_servers()
         stack.write_env_file()
         _migrate(stack, console)

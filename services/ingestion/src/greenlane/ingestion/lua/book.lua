@@ -3,18 +3,21 @@
 -- when capacity > live bookings.
 --
 -- KEYS: 1 stations:locations (GEO), 2 bookings, 3 booking-expiry, 4 booking-ended,
---       5 car-booking, 6 the car's car-bookings, then per candidate station (nearest
---       first) its station HASH and its station-bookings ZSET
--- ARGV: car_id, lon, lat, now_ms (0: server TIME), ttl_ms, booking_id,
+--       5 car-booking, 6 the car's car-bookings, 7 the fleet's fleet-bookings, then per
+--       candidate station (nearest first) its station HASH and its station-bookings ZSET
+-- ARGV: car_id, lon, lat, now_ms (0: server TIME), ttl_ms, booking_id, fleet ('' none),
+--       cap (live bookings the fleet may hold; 0 = no cap),
 --       then per candidate its station_id and distance_km
 -- Returns {"BOOKED", booking_id, station_id, distance_km, expires_ms, existing(0/1), expired...}
 --      or {"NO_CAPACITY", "", "", "", "", 0, expired...}
+--      or {"FLEET_LIMIT", "", "", "", "", live, expired...} (the fleet holds `cap` already)
 -- where expired... is a flat list of reclaimed "booking_id|car_id|station_id".
 local car_id, lon, lat = ARGV[1], ARGV[2], ARGV[3]
 local now = clock(ARGV[4])
 local ttl, booking_id = tonumber(ARGV[5]), ARGV[6]
+local fleet, cap = ARGV[7], tonumber(ARGV[8])
 local k = {locations = KEYS[1], bookings = KEYS[2], expiry = KEYS[3], ended = KEYS[4],
-  pointer = KEYS[5], history = KEYS[6]}
+  pointer = KEYS[5], history = KEYS[6], fleet = KEYS[7]}
 
 local expired = {}
 local function answer(out)
@@ -59,11 +62,18 @@ if current then
   redis.call('HDEL', k.pointer, car_id)
 end
 
+-- A fleet holds at most `cap` live bookings (invented car ids cannot take every slot).
+if fleet ~= '' then
+  redis.call('ZREMRANGEBYSCORE', k.fleet, '-inf', now)
+  local live = redis.call('ZCARD', k.fleet)
+  if cap > 0 and live >= cap then return answer({'FLEET_LIMIT', '', '', '', '', live}) end
+end
+
 -- Candidates come nearest first, up to the limit: the same stations, in the same order,
 -- as widening the radius step by step.
-for c = 1, (#ARGV - 6) / 2 do
-  local station_id, dist = ARGV[5 + 2 * c], ARGV[6 + 2 * c]
-  local skey, zkey = KEYS[5 + 2 * c], KEYS[6 + 2 * c]
+for c = 1, (#ARGV - 8) / 2 do
+  local station_id, dist = ARGV[7 + 2 * c], ARGV[8 + 2 * c]
+  local skey, zkey = KEYS[6 + 2 * c], KEYS[7 + 2 * c]
   reclaim(zkey, station_id)
   local capacity = tonumber(redis.call('HGET', skey, 'capacity') or '0')
   if redis.call('ZCARD', zkey) < capacity then
@@ -72,7 +82,8 @@ for c = 1, (#ARGV - 6) / 2 do
     redis.call('ZADD', k.expiry, expires, booking_id)
     redis.call('HSET', k.bookings, booking_id, cjson.encode({car_id = car_id,
       station_id = station_id, created = ms(now), expires = ms(expires), status = 'active',
-      distance_km = dist}))
+      distance_km = dist, fleet = fleet}))
+    if fleet ~= '' then redis.call('ZADD', k.fleet, expires, booking_id) end
     redis.call('HSET', k.pointer, car_id, booking_id)
     redis.call('ZADD', k.history, now, booking_id)
     -- A car's history keeps its 50 latest bookings (their records go a day after they end).
