@@ -410,6 +410,55 @@ async def test_the_api_reads_plans_and_schedules_and_a_goal_put_there_re_plans_t
     assert no_token.status_code == 401
 
 
+async def test_a_fleet_reads_and_steers_only_its_own_cars_plans(
+    planner_factory: Callable[..., Any],
+    stub: fleet_pb2_grpc.FleetTelemetryStub,
+    redis_client: Redis,
+) -> None:
+    # The car is written with TOKEN, the dev token: it belongs to the fleet `dev`.
+    reader, other = "dev-fleet-reader-token-123456", "acme-fleet-planner-token-123456"
+    credentials = [
+        {"token": reader, "fleet": "dev", "scopes": ["plans:read"], "name": "reader"},
+        {"token": other, "fleet": "acme", "scopes": ["plans:read", "plans:write"]},
+    ]
+    planner = await planner_factory(credentials=json.dumps(credentials))
+    await load_site(redis_client, Region(), "site-f", 50.0, 50.0)
+    station = await load_site(redis_client, planner.region, "site-f", 50.0, 50.0)
+    await ready(planner)
+    car = CarStream(stub, "car-fleet")
+    goal = {"target_battery": 60, "depart_at": now_ms() + 45 * MIN}
+    try:
+        await car.send(20.0, station)
+        await eventually(lambda: read_plan(redis_client, "car-fleet"), what="a plan")
+        async with httpx.AsyncClient(base_url=planner.url, timeout=10) as api:
+            as_reader = {"x-api-token": reader}
+            as_acme = {"x-api-token": other}
+            own_plan = await api.get("/api/plans/car-fleet", headers=as_reader)
+            own_schedule = await api.get("/api/sites/site-f/schedule", headers=as_reader)
+            no_scope = await api.put("/api/cars/car-fleet/goal", json=goal, headers=as_reader)
+            acme_plan = await api.get("/api/plans/car-fleet", headers=as_acme)
+            acme_schedule = await api.get("/api/sites/site-f/schedule", headers=as_acme)
+            acme_goal = await api.put("/api/cars/car-fleet/goal", json=goal, headers=as_acme)
+    finally:
+        await car.close()
+
+    assert own_plan.status_code == 200 and own_plan.json()["car_id"] == "car-fleet"
+    mine = own_schedule.json()
+    assert [p["car_id"] for p in mine["car_plans"]] == ["car-fleet"]
+    assert any("car-fleet" in slot["cars"] for slot in mine["slots"])
+    assert no_scope.status_code == 403 and "plans:write" in no_scope.json()["detail"]
+    # Another fleet: the car's plan is as unknown as a car that does not exist, the
+    # site's schedule keeps its totals but names none of the other fleet's cars, and
+    # its goal is refused.
+    assert acme_plan.status_code == 404
+    theirs = acme_schedule.json()
+    assert acme_schedule.status_code == 200 and theirs["car_plans"] == []
+    assert all(slot["cars"] == {} for slot in theirs["slots"])
+    assert [s["site_kw"] for s in theirs["slots"]] == [s["site_kw"] for s in mine["slots"]]
+    assert acme_goal.status_code == 403 and "another fleet" in acme_goal.json()["detail"]
+    assert await redis_client.exists(keys.goal("car-fleet")) == 0
+
+
 async def greenlane_cli(*args: str) -> tuple[int, str, str]:
     """`greenlane ARGS` in a child process; the test's loop keeps serving the planner."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GREENLANE_")}

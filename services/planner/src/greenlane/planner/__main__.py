@@ -38,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             "POST /api/planner/solve (what-if), GET /api/plans/{car_id}, GET "
             "/api/sites/{site_id}/schedule, PUT /api/cars/{car_id}/goal, /healthz, /readyz "
             "and /metrics. Configured by GREENLANE_* environment variables "
-            "(GREENLANE_API_TOKENS is required); stops cleanly on SIGTERM."
+            "(credentials are required: docs/security.md); stops cleanly on SIGTERM."
         ),
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_PLANNER_HOST)")
