@@ -58,6 +58,26 @@ class CarStatus(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CAR_ID_FIELD_NUMBER: _builtins.int
     LAT_FIELD_NUMBER: _builtins.int
     LON_FIELD_NUMBER: _builtins.int
@@ -66,6 +86,7 @@ class CarStatus(_message.Message):
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     STATION_ID_FIELD_NUMBER: _builtins.int
     REQUEST_BOOKING_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     """1 to 64 characters of [A-Za-z0-9_.:-]."""
     lat: _builtins.float
@@ -82,6 +103,14 @@ class CarStatus(_message.Message):
     """Set while the car is plugged in at a station (same rules as car_id); empty otherwise."""
     request_booking: _builtins.bool
     """Ask for a charging-slot booking now, whatever the battery level."""
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The trace this status belongs to, as W3C Trace Context entries (`traceparent`, and
+        `tracestate` when there is one), set by a client that traces this status; ingestion
+        continues that trace (docs/observability.md). Empty: the status is not traced on
+        its own (a SendBatch call's statuses then belong to the call's trace).
+        """
+
     def __init__(
         self,
         *,
@@ -93,10 +122,11 @@ class CarStatus(_message.Message):
         timestamp: _builtins.int = ...,
         station_id: _builtins.str = ...,
         request_booking: _builtins.bool = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "timestamp", b"timestamp", "trace_context", b"trace_context", "velocity", b"velocity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
