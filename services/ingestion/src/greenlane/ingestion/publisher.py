@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -38,6 +38,7 @@ class KafkaPublish:
         states: Sequence[CarState],
         indices: Sequence[int],
         headers: list[tuple[str, bytes]],
+        traced: Mapping[int, list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._log = log_
         self._states = states
@@ -45,6 +46,7 @@ class KafkaPublish:
         self._confirmed: set[int] = set()
         self._errors: dict[int, str] = {}
         self._headers = headers
+        self._traced = traced  # the records of statuses traced on their own: their headers
         self.failed_batches = 0  # for metrics
 
     @property
@@ -70,7 +72,7 @@ class KafkaPublish:
             if not is_transient(exc):
                 self._refuse(self._todo, exc)
             return
-        states, headers = self._states, self._headers
+        states, shared, traced = self._states, self._headers, self._traced
         sent: list[tuple[asyncio.Future[object], list[int]]] = []
         try:
             for part, indices in by_partition.items():
@@ -79,6 +81,7 @@ class KafkaPublish:
                 for i in indices:
                     s = states[i]
                     key, value = s.car_id.encode(), event_json(s, "telemetry")
+                    headers = traced.get(i, shared) if traced else shared
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         sent.append(
                             (await producer.send_batch(batch, topic, partition=part), members)
@@ -122,9 +125,13 @@ class KafkaEventLog:
         self._partition_count = 0
 
     def begin(
-        self, states: Sequence[CarState], indices: Sequence[int], headers: list[tuple[str, bytes]]
+        self,
+        states: Sequence[CarState],
+        indices: Sequence[int],
+        headers: list[tuple[str, bytes]],
+        traced: Mapping[int, list[tuple[str, bytes]]] | None = None,
     ) -> KafkaPublish:
-        return KafkaPublish(self, states, indices, headers)
+        return KafkaPublish(self, states, indices, headers, traced)
 
     def by_partition(
         self, states: Sequence[CarState], indices: Sequence[int], partitions: set[int]

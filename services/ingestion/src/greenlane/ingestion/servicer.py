@@ -9,12 +9,15 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from greenlane.core.errors import BackendUnavailable, InvalidField
 from greenlane.core.events import CarState, validate_message, validate_messages
 from greenlane.ingestion import metrics
 from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.pipeline import IngestPipeline, Receipt
+from greenlane.ingestion.tracing import StatusSpans, call_context, finish
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -44,10 +47,13 @@ def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.Booking
     )
 
 
-# A stream's answer queue: the request, its validated state, and its outcome to await
-# (or the rejection to send as it is).
+# A stream's answer queue: the request, its validated state, its outcome to await (or
+# the rejection to send as it is), and its span when the client traces it.
 _Entry = tuple[
-    fleet_pb2.CarStatus, CarState | None, "asyncio.Future[Receipt] | fleet_pb2.BookingResponse"
+    fleet_pb2.CarStatus,
+    CarState | None,
+    "asyncio.Future[Receipt] | fleet_pb2.BookingResponse",
+    Span | None,
 ]
 
 
@@ -70,7 +76,9 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         desk: BookingDesk | None = None,
         max_in_flight: int = 1000,
         max_batch: int = 10_000,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        self._spans = StatusSpans(tracer_provider)
         self._pipeline = pipeline
         self._desk = desk
         self._max_in_flight = max_in_flight
@@ -90,42 +98,16 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 entry = await answers.get()
                 if entry is None:
                     break
-                msg, state, outcome = entry
-                if isinstance(outcome, fleet_pb2.BookingResponse):
-                    yield outcome
-                    continue
+                msg, state, outcome, span = entry
                 try:
-                    receipt = await outcome
-                except BackendUnavailable as exc:
-                    receipt = Receipt({0: str(exc)})
-                if not receipt.stored:
-                    metrics.STATUSES_UNAVAILABLE.inc()
-                    yield fleet_pb2.BookingResponse(
-                        car_id=msg.car_id,
-                        status=UNAVAILABLE,
-                        message=_not_stored(receipt.failures[0]),
-                        timestamp=msg.timestamp,
-                    )
-                    continue
-                metrics.STATUSES_ACCEPTED.inc()
-                desk = self._desk
-                if (
-                    state is not None
-                    and desk is not None
-                    and desk.concerns(state, msg.request_booking)
-                ):
-                    answer = await desk.handle(state, msg.request_booking)
-                    yield fleet_pb2.BookingResponse(
-                        car_id=msg.car_id,
-                        status=answer.status,
-                        message=answer.message,
-                        timestamp=msg.timestamp,
-                        booking=answer.booking,
-                    )
-                    continue
-                yield fleet_pb2.BookingResponse(
-                    car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
-                )
+                    response = await self._answer(msg, state, outcome, span)
+                except BaseException:
+                    if span is not None:
+                        span.end()
+                    raise
+                if span is not None:
+                    finish(span, response.status, response.message)
+                yield response
             reader.result()  # a reader failure ends the call with its error
         finally:
             metrics.OPEN_STREAMS.dec()
@@ -138,6 +120,50 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 entry = answers.get_nowait()
                 if entry is not None and isinstance(entry[2], asyncio.Future):
                     entry[2].add_done_callback(_discard_outcome)
+                if entry is not None and entry[3] is not None:
+                    entry[3].set_attribute("greenlane.status.answer", "none: the client left")
+                    entry[3].end()
+
+    async def _answer(
+        self,
+        msg: fleet_pb2.CarStatus,
+        state: CarState | None,
+        outcome: asyncio.Future[Receipt] | fleet_pb2.BookingResponse,
+        span: Span | None,
+    ) -> fleet_pb2.BookingResponse:
+        """The answer to one status of a stream, once its outcome is known."""
+        if isinstance(outcome, fleet_pb2.BookingResponse):
+            return outcome
+        try:
+            receipt = await outcome
+        except BackendUnavailable as exc:
+            receipt = Receipt({0: str(exc)})
+        if not receipt.stored:
+            metrics.STATUSES_UNAVAILABLE.inc()
+            return fleet_pb2.BookingResponse(
+                car_id=msg.car_id,
+                status=UNAVAILABLE,
+                message=_not_stored(receipt.failures[0]),
+                timestamp=msg.timestamp,
+            )
+        metrics.STATUSES_ACCEPTED.inc()
+        desk = self._desk
+        if state is not None and desk is not None and desk.concerns(state, msg.request_booking):
+            if span is None:
+                answer = await desk.handle(state, msg.request_booking)
+            else:  # the booking's spans join the status's trace
+                with trace.use_span(span, end_on_exit=False):
+                    answer = await desk.handle(state, msg.request_booking)
+            return fleet_pb2.BookingResponse(
+                car_id=msg.car_id,
+                status=answer.status,
+                message=answer.message,
+                timestamp=msg.timestamp,
+                booking=answer.booking,
+            )
+        return fleet_pb2.BookingResponse(
+            car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
+        )
 
     async def _read_statuses(
         self,
@@ -145,22 +171,27 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         answers: asyncio.Queue[_Entry | None],
     ) -> None:
         received = metrics.STATUSES_RECEIVED.labels("stream")
+        call = call_context()  # the stream's span (the reader runs in the call's context)
         try:
             async for msg in request_iterator:
                 received.inc()
                 t = time.monotonic()
+                span = None
+                if msg.trace_context:  # the client traces this status
+                    span = self._spans.start(msg, "StreamTelemetry", call)
                 try:
                     state = to_state(msg, now_ms())
                 except InvalidField as err:
-                    await answers.put((msg, None, _rejection(msg, err)))
+                    await answers.put((msg, None, _rejection(msg, err), span))
                     continue
                 try:
                     await self._pipeline.wait_for_space()
-                    fut = self._pipeline.submit((state,), t)
+                    traces = None if span is None else (span.get_span_context(),)
+                    fut = self._pipeline.submit((state,), t, traces)
                 except BackendUnavailable as exc:
                     fut = asyncio.get_running_loop().create_future()
                     fut.set_exception(exc)
-                await answers.put((msg, state, fut))
+                await answers.put((msg, state, fut, span))
         except asyncio.CancelledError:
             # The client left: nobody reads the queue any more, so no blocking put here
             # (the handler drains what is left).
@@ -171,7 +202,27 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         await answers.put(None)
 
     async def _store_batch(
-        self, batch: fleet_pb2.CarStatusBatch, received: float
+        self, batch: fleet_pb2.CarStatusBatch, received: float, method: str
+    ) -> fleet_pb2.BatchResponse:
+        statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
+        call = call_context()
+        spans = self._spans.start_all(statuses, method, call)
+        answer = await self._store_batch_traced(batch, received, spans, call, method)
+        for i, span in spans.items():
+            failure = _item_failure(answer, i)
+            if failure is None:
+                finish(span, ACCEPTED, "stored")
+            else:
+                finish(span, failure[0], failure[1])
+        return answer
+
+    async def _store_batch_traced(
+        self,
+        batch: fleet_pb2.CarStatusBatch,
+        received: float,
+        spans: dict[int, Span],
+        call: trace.SpanContext | None,
+        method: str,
     ) -> fleet_pb2.BatchResponse:
         statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
         metrics.STATUSES_RECEIVED.labels("batch").inc(len(statuses))
@@ -197,9 +248,10 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
             )
         invalid = len(rejected)
         if valid:
+            traces = _batch_traces(len(statuses), invalid_items, spans, call, method)
             try:
                 await self._pipeline.wait_for_space()
-                receipt = await self._pipeline.submit(valid, received)
+                receipt = await self._pipeline.submit(valid, received, traces)
             except BackendUnavailable as exc:
                 metrics.STATUSES_UNAVAILABLE.inc(len(valid))
                 return fleet_pb2.BatchResponse(
@@ -253,7 +305,7 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         metrics.OPEN_STREAMS.inc()
         try:
             async for batch in request_iterator:
-                yield await self._store_batch(batch, time.monotonic())
+                yield await self._store_batch(batch, time.monotonic(), "StreamTelemetryBatches")
         finally:
             metrics.OPEN_STREAMS.dec()
 
@@ -262,4 +314,36 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         request: fleet_pb2.CarStatusBatch,
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
     ) -> fleet_pb2.BatchResponse:
-        return await self._store_batch(request, time.monotonic())
+        return await self._store_batch(request, time.monotonic(), "SendBatch")
+
+
+def _batch_traces(
+    size: int,
+    invalid: Sequence[tuple[int, InvalidField]],
+    spans: dict[int, Span],
+    call: trace.SpanContext | None,
+    method: str,
+) -> list[trace.SpanContext | None] | None:
+    """Per valid status of a batch, the trace it belongs to: its own, else (SendBatch only:
+    one call, one answer) the call's. A long-lived stream's span is not a status's trace."""
+    fallback = call if method == "SendBatch" else None
+    if not spans and fallback is None:
+        return None
+    bad = {index for index, _ in invalid}
+    return [
+        spans[i].get_span_context() if i in spans else fallback for i in range(size) if i not in bad
+    ]
+
+
+def _item_failure(
+    answer: fleet_pb2.BatchResponse, index: int
+) -> tuple[fleet_pb2.ResponseStatus.ValueType, str] | None:
+    """How a batch's answer treats its item `index`: None when it is stored."""
+    if answer.status == REJECTED:
+        return REJECTED, answer.message
+    for item in answer.rejected:
+        if item.index == index:
+            return (UNAVAILABLE if not item.field else REJECTED), item.message
+    if answer.status == UNAVAILABLE and answer.accepted == 0:
+        return UNAVAILABLE, answer.message
+    return None
