@@ -79,13 +79,14 @@ def continue_and_link(
     if not contexts:
         return None, [], 0
     first = contexts[0]
-    seen = {first.span_id}
+    seen = {(first.trace_id, first.span_id)}
     links: list[Link] = []
     dropped = 0
     for c in contexts[1:]:
-        if c.span_id in seen:
+        key = (c.trace_id, c.span_id)
+        if key in seen:
             continue
-        seen.add(c.span_id)
+        seen.add(key)
         if len(links) < MAX_LINKS:
             links.append(Link(c))
         else:
