@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from greenlane.core.events import CarState, encode_event
 from greenlane.core.redis_state import RedisClient, read_state
@@ -18,6 +20,8 @@ from greenlane.ingestion.booking_store import BookingStore, EndOutcome, Expired
 from greenlane.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
+
+BOOKING_SPAN = "booking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +51,9 @@ class BookingDesk:
         *,
         threshold: float = 20.0,
         publish_timeout: float = 5.0,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self.store = store
         self._redis = redis
         self._producer = producer
@@ -60,14 +66,29 @@ class BookingDesk:
         return bool(state.station_id) or requested or state.battery < self.threshold
 
     async def handle(self, state: CarState, requested: bool) -> DeskAnswer:
-        try:
-            if state.station_id:
-                return await self._plugged_in(state)
-            return await self._book(state)
-        except Exception as exc:  # the status is stored: answer that, and why no booking
-            metrics.BOOKING_ERRORS.inc()
-            log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
-            return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
+        # In the status's trace when it has one: the booking script, its Redis calls and
+        # the booking events it publishes are its children.
+        with self._tracer.start_as_current_span(BOOKING_SPAN) as span:
+            try:
+                if state.station_id:
+                    answer = await self._plugged_in(state)
+                else:
+                    answer = await self._book(state)
+            except Exception as exc:  # the status is stored: answer that, and why no booking
+                metrics.BOOKING_ERRORS.inc()
+                log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+                return DeskAnswer(
+                    fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later"
+                )
+            if span.is_recording():
+                span.set_attribute("greenlane.car_id", state.car_id)
+                span.set_attribute(
+                    "greenlane.booking.answer", fleet_pb2.ResponseStatus.Name(answer.status)
+                )
+                if answer.booking is not None:
+                    span.set_attribute("greenlane.booking.station_id", answer.booking.station_id)
+            return answer
 
     async def _plugged_in(self, state: CarState) -> DeskAnswer:
         active = await self.store.active_booking(state.car_id)

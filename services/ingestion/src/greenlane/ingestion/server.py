@@ -198,6 +198,7 @@ async def _start(
         producer,
         settings.fleet_events_topic,
         threshold=settings.booking_threshold_percent,
+        tracer_provider=tracer_provider,
     )
     api = await stack.enter_async_context(
         HttpServer(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import grpc
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, TracerProvider
 
 from greenlane.core.errors import GreenLaneError
 from greenlane.core.events import CAR_ID_PATTERN
@@ -139,14 +139,21 @@ class _Sent:
 class _Fleet:
     """What all cars of a run share: configuration, stubs, counters and the end signal."""
 
-    def __init__(self, config: FleetConfig, stats: Stats, channels: list[grpc.aio.Channel]):
+    def __init__(
+        self,
+        config: FleetConfig,
+        stats: Stats,
+        channels: list[grpc.aio.Channel],
+        tracer_provider: TracerProvider | None = None,
+    ):
         self.config = config
         self.stats = stats
         self.box = config.box
         self.charging = config.charging
         self.charge_below = config.charge_below
         self.metadata = ((TOKEN_METADATA_KEY, config.token.get_secret_value()),)
-        self.tracer = StatusTracer(config.trace_ratio) if config.trace_ratio > 0 else None
+        ratio = config.trace_ratio
+        self.tracer = StatusTracer(ratio, tracer_provider) if ratio > 0 else None
         self.method = "StreamTelemetryBatches" if config.batch_size > 1 else "StreamTelemetry"
         stubs = [fleet_pb2_grpc.FleetTelemetryStub(ch) for ch in channels]
         rng = random.Random(config.seed)
@@ -513,12 +520,14 @@ async def run_fleet(
     stop: asyncio.Event | None = None,
     *,
     interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    tracer_provider: TracerProvider | None = None,
 ) -> Stats:
     """Drive the cars of `config.shard` until `config.duration` elapses or `stop` is set.
 
     Returns `stats`, filled in. Raises FleetError (TokenRefused for UNAUTHENTICATED)
     when the run cannot go on; `stats` then holds what happened until then.
-    `interceptors` go on every channel (the CLI's gRPC client spans when it exports).
+    `interceptors` go on every channel (the CLI's gRPC client spans when it exports);
+    the statuses' spans go to `tracer_provider` (default: the global one).
     """
     stop = stop if stop is not None else asyncio.Event()
     channels = [
@@ -529,7 +538,7 @@ async def run_fleet(
     ]
     stats.start(time.monotonic())
     try:
-        fleet = _Fleet(config, stats, channels)
+        fleet = _Fleet(config, stats, channels, tracer_provider)
         log.info(
             "driving %d cars against %s over %d channel(s), %s",
             len(fleet.cars),
