@@ -32,7 +32,11 @@ KINDS = {
 
 def _value(v: AnyValue) -> Any:
     kind = v.WhichOneof("value")
-    return getattr(v, kind) if kind in ("string_value", "bool_value", "int_value", "double_value") else str(v)
+    return (
+        getattr(v, kind)
+        if kind in ("string_value", "bool_value", "int_value", "double_value")
+        else str(v)
+    )
 
 
 def _attributes(items: Any) -> dict[str, Any]:
@@ -65,6 +69,7 @@ class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
         self.keep = keep
         self.spans: list[ReceivedSpan] = []
         self.count = 0
+        self.by_service: dict[str, int] = {}
         self.requests = 0
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -79,6 +84,7 @@ class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
             service = str(_attributes(resource_spans.resource.attributes).get("service.name", ""))
             for scope_spans in resource_spans.scope_spans:
                 self.count += len(scope_spans.spans)
+                self.by_service[service] = self.by_service.get(service, 0) + len(scope_spans.spans)
                 if self.keep:
                     self.spans.extend(self._decode(service, s) for s in scope_spans.spans)
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -103,7 +109,7 @@ class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
 
     async def start(self, port: int = 0) -> TraceSink:
         server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, server)  # type: ignore[no-untyped-call]
         self.port = server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         self._server = server
@@ -126,7 +132,8 @@ async def _serve(port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await sink.stop()
-    sys.stdout.write(json.dumps({"spans": sink.count, "requests": sink.requests}) + "\n")
+    counts = {"spans": sink.count, "requests": sink.requests, "by_service": sink.by_service}
+    sys.stdout.write(json.dumps(counts) + "\n")
 
 
 if __name__ == "__main__":

@@ -363,11 +363,16 @@ async def test_a_booked_status_has_the_booking_and_its_script_call_in_its_trace(
                 metadata=((TOKEN_METADATA_KEY, TOKEN),)
             )
             await call.write(status)
+            untraced = fleet_pb2.CarStatus()
+            untraced.CopyFrom(status)
+            untraced.car_id = "low-2"
+            del untraced.trace_context["traceparent"]
+            await call.write(untraced)
             await call.done_writing()
-            (answer,) = [a async for a in call]
+            answers = [a.status async for a in call]
     finally:
         await running.stop(1.0)
-    assert answer.status == fleet_pb2.BOOKED
+    assert answers == [fleet_pb2.BOOKED, fleet_pb2.NO_CAPACITY]  # one slot: the second waits
 
     spans = [s for s in exporter.get_finished_spans() if f"{s.context.trace_id:032x}" == trace_id]
     by_name = {s.name: s for s in spans}
@@ -381,3 +386,9 @@ async def test_a_booked_status_has_the_booking_and_its_script_call_in_its_trace(
     # The booking script itself, from the redis instrumentation.
     scripts = [s for s in spans if s.name == "EVALSHA" and s.parent is not None]
     assert any(s.parent.span_id == booking.context.span_id for s in scripts)
+    # The untraced status's booking costs no span at all, in no trace.
+    everywhere = exporter.get_finished_spans()
+    assert [s for s in everywhere if s.name == "booking"] == [booking]
+    assert {s.context.trace_id for s in everywhere if s.name == "EVALSHA"} == {
+        booking.context.trace_id
+    }

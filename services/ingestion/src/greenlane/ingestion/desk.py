@@ -11,7 +11,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
-from opentelemetry.trace import StatusCode
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import INVALID_SPAN, StatusCode
 
 from greenlane.core.events import CarState, encode_event
 from greenlane.core.redis_state import RedisClient, read_state
@@ -66,29 +67,32 @@ class BookingDesk:
         return bool(state.station_id) or requested or state.battery < self.threshold
 
     async def handle(self, state: CarState, requested: bool) -> DeskAnswer:
-        # In the status's trace when it has one: the booking script, its Redis calls and
-        # the booking events it publishes are its children.
+        if not is_instrumentation_enabled():  # an untraced status (see the servicer)
+            return await self._handle(state, INVALID_SPAN)
+        # In the status's trace: the booking script, its Redis calls and the booking
+        # events it publishes are its children.
         with self._tracer.start_as_current_span(BOOKING_SPAN) as span:
-            try:
-                if state.station_id:
-                    answer = await self._plugged_in(state)
-                else:
-                    answer = await self._book(state)
-            except Exception as exc:  # the status is stored: answer that, and why no booking
-                metrics.BOOKING_ERRORS.inc()
-                log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
-                span.set_status(StatusCode.ERROR, type(exc).__name__)
-                return DeskAnswer(
-                    fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later"
-                )
-            if span.is_recording():
-                span.set_attribute("greenlane.car_id", state.car_id)
-                span.set_attribute(
-                    "greenlane.booking.answer", fleet_pb2.ResponseStatus.Name(answer.status)
-                )
-                if answer.booking is not None:
-                    span.set_attribute("greenlane.booking.station_id", answer.booking.station_id)
-            return answer
+            return await self._handle(state, span)
+
+    async def _handle(self, state: CarState, span: trace.Span) -> DeskAnswer:
+        try:
+            if state.station_id:
+                answer = await self._plugged_in(state)
+            else:
+                answer = await self._book(state)
+        except Exception as exc:  # the status is stored: answer that, and why no booking
+            metrics.BOOKING_ERRORS.inc()
+            log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+            return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
+        if span.is_recording():
+            span.set_attribute("greenlane.car_id", state.car_id)
+            span.set_attribute(
+                "greenlane.booking.answer", fleet_pb2.ResponseStatus.Name(answer.status)
+            )
+            if answer.booking is not None:
+                span.set_attribute("greenlane.booking.station_id", answer.booking.station_id)
+        return answer
 
     async def _plugged_in(self, state: CarState) -> DeskAnswer:
         active = await self.store.active_booking(state.car_id)

@@ -1,0 +1,195 @@
+"""`python -m bench tracing`: what tracing costs saturated ingestion, on these servers.
+
+Ingestion saturated by the simulator, in rounds, three ways within one run:
+
+- **off**: nothing traced (no OTLP endpoint anywhere);
+- **client only**: the simulator starts a trace for 10 % of the car statuses and exports
+  them; ingestion does not export (it records nothing: its sampler is off);
+- **on**: the same simulator, and ingestion exporting with
+  `OTEL_TRACES_SAMPLER=parentbased_traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1`: every
+  traced status gets its spans, a tenth of the other flushes and calls too.
+
+The target (issue 14) is **on / client only >= 0.9**: the same load generator in both,
+so the ratio is ingestion's own cost. **on / off** adds the load generator's tracing,
+which runs on the same two cores. The receiver is bench.otlp_sink in its own process
+(a collector's work, on these cores too). Both ingestions run all along on the same
+Valkey and Tansu; the rounds interleave the three so drift in the machine's load hits
+each alike. The simulator's stream interceptors (opentelemetry-instrumentation-grpc)
+are left out here with OTEL_PYTHON_GRPC_EXCLUDED_SERVICES: their cost is the client's
+and is measured apart, against the bare gRPC echo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.__main__ import rate, simulate, start_echo, start_ingestion
+from greenlane.cli.embedded import (
+    EmbeddedKafka,
+    EmbeddedRedis,
+    free_port,
+    spawn,
+    stop_process,
+    wait_for_port,
+)
+
+RATIO = 0.1
+TARGET = 0.9
+console = Console(stderr=True)
+
+
+class Sink:
+    """bench.otlp_sink as its own process, counting the spans it receives."""
+
+    def __init__(self, workdir: Path, name: str) -> None:
+        self.port = free_port()
+        self._out = workdir / f"{name}.json"
+        self._proc = spawn(
+            [sys.executable, "-m", "bench.otlp_sink", str(self.port)],
+            workdir / f"{name}.log",
+            stdout_path=self._out,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+        if not wait_for_port(self.port, 20, self._proc):
+            raise RuntimeError("the OTLP sink did not start")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> dict[str, Any]:
+        stop_process(self._proc, signal.SIGTERM)
+        text = self._out.read_text().strip()
+        counts: dict[str, Any] = json.loads(text.splitlines()[-1]) if text else {}
+        return counts
+
+
+def exporting_env(endpoint: str, *, ingestion: bool) -> dict[str, str]:
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES": "greenlane.v1.FleetTelemetry",
+    }
+    if ingestion:
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = str(RATIO)
+    return env
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench tracing", description=__doc__)
+    parser.add_argument("--streams", type=int, default=2000, help="concurrent streams (2000)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds per run (15)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs (3)")
+    parser.add_argument("--quick", action="store_true", help="200 streams, 5 s, one round")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    streams, seconds, rounds = (
+        (200, 5.0, 1) if args.quick else (args.streams, args.seconds, args.rounds)
+    )
+    load = ["--cars", str(streams), "--saturate"]
+    runs: dict[str, list[float]] = {"off": [], "client only": [], "on": []}
+    echo_runs: dict[str, list[float]] = {"untraced": [], "traced": []}
+    spans: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="greenlane-bench-tracing-") as tmp:
+        workdir = Path(tmp)
+        redis = EmbeddedRedis(free_port(), workdir)
+        kafka = EmbeddedKafka(free_port(), workdir)
+        redis.start()
+        kafka.start()
+        sink = Sink(workdir, "sink")
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            off, off_addr = start_ingestion(workdir, redis.url, kafka.url, name="ingestion-off")
+            procs.append(off)
+            on, on_addr = start_ingestion(
+                workdir,
+                redis.url,
+                kafka.url,
+                env=exporting_env(sink.endpoint, ingestion=True),
+                name="ingestion-on",
+            )
+            procs.append(on)
+            client = [*load, "--trace-ratio", str(RATIO)]
+            client_env = exporting_env(sink.endpoint, ingestion=False)
+            for r in range(rounds):
+                console.print(f"round {r + 1}/{rounds}: {streams} streams saturating, 3 runs…")
+                runs["off"].append(rate(simulate(off_addr, *load, seconds=seconds)))
+                summary = simulate(off_addr, *client, seconds=seconds, env=client_env)
+                assert summary["trace_ratio"] == RATIO, summary
+                runs["client only"].append(rate(summary))
+                runs["on"].append(rate(simulate(on_addr, *client, seconds=seconds, env=client_env)))
+            stop_process(on, signal.SIGTERM)  # its queued spans go out before the count
+            procs.remove(on)
+            spans.append(sink.stop())
+
+            echo, echo_addr = start_echo(workdir)
+            procs.append(echo)
+            echo_sink = Sink(workdir, "echo-sink")
+            console.print("the load generator's own cost, against the bare gRPC echo…")
+            echo_runs["untraced"].append(rate(simulate(echo_addr, *load, seconds=seconds)))
+            traced_env = {
+                **exporting_env(echo_sink.endpoint, ingestion=False),
+                "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES": "",
+            }
+            echo_runs["traced"].append(
+                rate(simulate(echo_addr, *client, seconds=seconds, env=traced_env))
+            )
+            echo_sink.stop()
+        finally:
+            for proc in procs:
+                stop_process(proc, signal.SIGTERM)
+            kafka.stop()
+            redis.stop()
+
+    median = {name: statistics.median(values) for name, values in runs.items()}
+    ingestion_ratio = median["on"] / median["client only"]
+    overall_ratio = median["on"] / median["off"]
+    client_ratio = echo_runs["traced"][0] / echo_runs["untraced"][0]
+    received = spans[0] if spans else {}
+    by_service = received.get("by_service", {})
+    figures = {
+        "streams": streams,
+        "seconds": seconds,
+        "rounds": rounds,
+        "ratio": RATIO,
+        "acked_per_s": runs,
+        "median_acked_per_s": median,
+        "on_over_client_only": round(ingestion_ratio, 3),
+        "on_over_off": round(overall_ratio, 3),
+        "echo_acked_per_s": echo_runs,
+        "client_traced_over_untraced": round(client_ratio, 3),
+        "spans_received": by_service,
+        "target_met": ingestion_ratio >= TARGET,
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(figures) + "\n")
+    table = Table(title=f"Tracing cost, {streams} saturating streams", title_justify="left")
+    for col in ("run", "acked events/s (median)", "each round"):
+        table.add_column(col)
+    for name, values in runs.items():
+        table.add_row(name, f"{median[name]:,.0f}", ", ".join(f"{v:,.0f}" for v in values))
+    for name, values in echo_runs.items():
+        table.add_row(f"echo, simulator {name}", f"{values[0]:,.0f}", "")
+    out = Console()
+    out.print(table)
+    out.print(f"spans received from the 'on' runs: {by_service}")
+    met = "[green]yes[/green]" if ingestion_ratio >= TARGET else "[red]no[/red]"
+    out.print(
+        f"ingestion with tracing on ({RATIO:.0%} sampling) / off: {ingestion_ratio:.2f} × "
+        f"(target ≥ {TARGET} ×: {met}); with the simulator's own tracing: "
+        f"{overall_ratio:.2f} ×; the simulator traced / untraced against the echo: "
+        f"{client_ratio:.2f} ×"
+    )
+    return 0
