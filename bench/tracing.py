@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -75,6 +76,24 @@ class Sink:
         return counts
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(
+    proc: subprocess.Popen[bytes], target: str, *args: str, seconds: float, env: dict[str, str]
+) -> tuple[float, float]:
+    """(acked statuses/s in the steady state, ingestion CPU µs per acked status)."""
+    before = cpu_seconds(proc.pid)
+    summary = simulate(target, *args, seconds=seconds, env=env)
+    used = cpu_seconds(proc.pid) - before
+    if "--trace-ratio" in args:
+        assert summary["trace_ratio"] == RATIO, summary  # the client did trace
+    return rate(summary), used / max(summary["accepted"], 1) * 1e6
+
+
 def exporting_env(endpoint: str, *, ingestion: bool) -> dict[str, str]:
     env = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint,
@@ -100,6 +119,7 @@ def main(argv: list[str]) -> int:
     )
     load = ["--cars", str(streams), "--saturate"]
     runs: dict[str, list[float]] = {"off": [], "client only": [], "on": []}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     echo_runs: dict[str, list[float]] = {"untraced": [], "traced": []}
     spans: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="greenlane-bench-tracing-") as tmp:
@@ -123,13 +143,17 @@ def main(argv: list[str]) -> int:
             procs.append(on)
             client = [*load, "--trace-ratio", str(RATIO)]
             client_env = exporting_env(sink.endpoint, ingestion=False)
+            plan = [
+                ("off", off, off_addr, load, {}),
+                ("client only", off, off_addr, client, client_env),
+                ("on", on, on_addr, client, client_env),
+            ]
             for r in range(rounds):
                 console.print(f"round {r + 1}/{rounds}: {streams} streams saturating, 3 runs…")
-                runs["off"].append(rate(simulate(off_addr, *load, seconds=seconds)))
-                summary = simulate(off_addr, *client, seconds=seconds, env=client_env)
-                assert summary["trace_ratio"] == RATIO, summary
-                runs["client only"].append(rate(summary))
-                runs["on"].append(rate(simulate(on_addr, *client, seconds=seconds, env=client_env)))
+                for name, proc, addr, argv_, env in plan:
+                    acked, per_status = measured(proc, addr, *argv_, seconds=seconds, env=env)
+                    runs[name].append(acked)
+                    cpu[name].append(per_status)
             stop_process(on, signal.SIGTERM)  # its queued spans go out before the count
             procs.remove(on)
             spans.append(sink.stop())
@@ -154,8 +178,11 @@ def main(argv: list[str]) -> int:
             redis.stop()
 
     median = {name: statistics.median(values) for name, values in runs.items()}
+    cpu_median = {name: statistics.median(values) for name, values in cpu.items()}
     ingestion_ratio = median["on"] / median["client only"]
     overall_ratio = median["on"] / median["off"]
+    # Less sensitive to the machine's other load than throughput: what one status costs.
+    cpu_ratio = cpu_median["client only"] / cpu_median["on"]
     client_ratio = echo_runs["traced"][0] / echo_runs["untraced"][0]
     received = spans[0] if spans else {}
     by_service = received.get("by_service", {})
@@ -166,7 +193,10 @@ def main(argv: list[str]) -> int:
         "ratio": RATIO,
         "acked_per_s": runs,
         "median_acked_per_s": median,
+        "ingestion_cpu_us_per_status": cpu,
+        "median_ingestion_cpu_us_per_status": cpu_median,
         "on_over_client_only": round(ingestion_ratio, 3),
+        "cpu_client_only_over_on": round(cpu_ratio, 3),
         "on_over_off": round(overall_ratio, 3),
         "echo_acked_per_s": echo_runs,
         "client_traced_over_untraced": round(client_ratio, 3),
@@ -176,19 +206,25 @@ def main(argv: list[str]) -> int:
     if args.json:
         sys.stdout.write(json.dumps(figures) + "\n")
     table = Table(title=f"Tracing cost, {streams} saturating streams", title_justify="left")
-    for col in ("run", "acked events/s (median)", "each round"):
+    for col in ("run", "acked events/s (median)", "each round", "ingestion CPU µs/status"):
         table.add_column(col)
     for name, values in runs.items():
-        table.add_row(name, f"{median[name]:,.0f}", ", ".join(f"{v:,.0f}" for v in values))
+        table.add_row(
+            name,
+            f"{median[name]:,.0f}",
+            ", ".join(f"{v:,.0f}" for v in values),
+            f"{cpu_median[name]:.0f} ({', '.join(f'{v:.0f}' for v in cpu[name])})",
+        )
     for name, values in echo_runs.items():
-        table.add_row(f"echo, simulator {name}", f"{values[0]:,.0f}", "")
-    out = Console()
+        table.add_row(f"echo, simulator {name}", f"{values[0]:,.0f}", "", "")
+    out = Console(stderr=args.json)
     out.print(table)
     out.print(f"spans received from the 'on' runs: {by_service}")
     met = "[green]yes[/green]" if ingestion_ratio >= TARGET else "[red]no[/red]"
     out.print(
         f"ingestion with tracing on ({RATIO:.0%} sampling) / off: {ingestion_ratio:.2f} × "
-        f"(target ≥ {TARGET} ×: {met}); with the simulator's own tracing: "
+        f"(target ≥ {TARGET} ×: {met}); by ingestion's CPU per status: {cpu_ratio:.2f} ×; "
+        f"with the simulator's own tracing: "
         f"{overall_ratio:.2f} ×; the simulator traced / untraced against the echo: "
         f"{client_ratio:.2f} ×"
     )

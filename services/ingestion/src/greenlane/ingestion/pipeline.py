@@ -317,7 +317,7 @@ class IngestPipeline:
                 # Untraced statuses carry the flush's trace when it is sampled; a traced
                 # one its own, so each consumer span finds the status it came from.
                 headers = inject_trace_headers() if recording else []
-                traced = {i: trace_headers(c) for i, c in flush.traces} or None
+                traced = _headers_of(flush.traces) or None
                 with tracer.start_as_current_span(KAFKA_SPAN, kind=SpanKind.PRODUCER) as step:
                     publish = self._events.begin(states, taken, headers, traced)
                     kafka_answered = await self._until(publish, "kafka", flush.deadline)
@@ -378,6 +378,20 @@ FLUSH_SPAN: Final = "ingestion.flush"
 REDIS_SPAN: Final = "redis write"
 KAFKA_SPAN: Final = "kafka produce"
 UNDO_SPAN: Final = "redis undo"
+
+
+def _headers_of(traces: Sequence[tuple[int, SpanContext]]) -> dict[int, Headers]:
+    """Each traced status's record headers; built once per trace (a SendBatch call's
+    statuses share the call's)."""
+    made: dict[tuple[int, int], Headers] = {}
+    out: dict[int, Headers] = {}
+    for i, c in traces:
+        key = (c.trace_id, c.span_id)
+        headers = made.get(key)
+        if headers is None:
+            headers = made[key] = trace_headers(c)
+        out[i] = headers
+    return out
 
 
 def _outcome(

@@ -212,7 +212,12 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
         call = call_context()
         spans = self._spans.start_all(statuses, method, call)
-        answer = await self._store_batch_traced(batch, received, spans, call, method)
+        try:
+            answer = await self._store_batch_traced(batch, received, spans, call, method)
+        except BaseException:
+            for span in spans.values():
+                span.end()
+            raise
         for i, span in spans.items():
             failure = _item_failure(answer, i)
             if failure is None:
