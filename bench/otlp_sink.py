@@ -70,6 +70,7 @@ class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
         self.spans: list[ReceivedSpan] = []
         self.count = 0
         self.by_service: dict[str, int] = {}
+        self.by_name: dict[str, int] = {}  # "service: span name" -> spans
         self.requests = 0
         self.port = 0
         self._server: grpc.aio.Server | None = None
@@ -85,6 +86,9 @@ class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
             for scope_spans in resource_spans.scope_spans:
                 self.count += len(scope_spans.spans)
                 self.by_service[service] = self.by_service.get(service, 0) + len(scope_spans.spans)
+                for s in scope_spans.spans:
+                    key = f"{service}: {s.name}"
+                    self.by_name[key] = self.by_name.get(key, 0) + 1
                 if self.keep:
                     self.spans.extend(self._decode(service, s) for s in scope_spans.spans)
         return trace_service_pb2.ExportTraceServiceResponse()
@@ -132,7 +136,12 @@ async def _serve(port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await sink.stop()
-    counts = {"spans": sink.count, "requests": sink.requests, "by_service": sink.by_service}
+    counts = {
+        "spans": sink.count,
+        "requests": sink.requests,
+        "by_service": sink.by_service,
+        "by_name": sink.by_name,
+    }
     sys.stdout.write(json.dumps(counts) + "\n")
 
 

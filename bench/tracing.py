@@ -201,6 +201,7 @@ def main(argv: list[str]) -> int:
         "echo_acked_per_s": echo_runs,
         "client_traced_over_untraced": round(client_ratio, 3),
         "spans_received": by_service,
+        "spans_received_by_name": received.get("by_name", {}),
         "target_met": ingestion_ratio >= TARGET,
     }
     if args.json:
@@ -220,6 +221,7 @@ def main(argv: list[str]) -> int:
     out = Console(stderr=args.json)
     out.print(table)
     out.print(f"spans received from the 'on' runs: {by_service}")
+    out.print(f"by span: {received.get('by_name', {})}")
     met = "[green]yes[/green]" if ingestion_ratio >= TARGET else "[red]no[/red]"
     out.print(
         f"ingestion with tracing on ({RATIO:.0%} sampling) / off: {ingestion_ratio:.2f} × "

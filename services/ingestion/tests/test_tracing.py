@@ -73,3 +73,13 @@ def test_each_item_of_a_batch_answer_is_told_apart() -> None:
     assert _item_failure(empty, 0) == (fleet_pb2.REJECTED, "statuses: the batch is empty")
     down = fleet_pb2.BatchResponse(status=fleet_pb2.UNAVAILABLE, accepted=0, message="Redis down")
     assert _item_failure(down, 3) == (fleet_pb2.UNAVAILABLE, "Redis down")
+
+
+def test_a_process_that_exports_no_spans_starts_none_even_for_traced_statuses() -> None:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spans = StatusSpans(provider, enabled=False)
+    assert not spans.enabled
+    assert spans.start_all([traced("a", 5), traced("b", 6)], "SendBatch", CALL) == {}
+    assert exporter.get_finished_spans() == ()

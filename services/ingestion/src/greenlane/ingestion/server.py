@@ -218,6 +218,7 @@ async def _start(
             max_in_flight=settings.max_in_flight_per_stream,
             max_batch=settings.max_batch_statuses,
             tracer_provider=tracer_provider,
+            trace_statuses=traced,
         ),
         server,
     )

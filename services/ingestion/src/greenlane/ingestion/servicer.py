@@ -78,8 +78,11 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         max_in_flight: int = 1000,
         max_batch: int = 10_000,
         tracer_provider: trace.TracerProvider | None = None,
+        trace_statuses: bool = True,
     ) -> None:
-        self._spans = StatusSpans(tracer_provider)
+        """trace_statuses: give a status that carries its trace a span (when spans are
+        exported; server.py decides)."""
+        self._spans = StatusSpans(tracer_provider, enabled=trace_statuses)
         self._pipeline = pipeline
         self._desk = desk
         self._max_in_flight = max_in_flight
@@ -177,12 +180,13 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
     ) -> None:
         received = metrics.STATUSES_RECEIVED.labels("stream")
         call = call_context()  # the stream's span (the reader runs in the call's context)
+        tracing = self._spans.enabled
         try:
             async for msg in request_iterator:
                 received.inc()
                 t = time.monotonic()
                 span = None
-                if msg.trace_context:  # the client traces this status
+                if tracing and msg.trace_context:  # the client traces this status
                     span = self._spans.start(msg, "StreamTelemetry", call)
                 try:
                     state = to_state(msg, now_ms())

@@ -35,10 +35,17 @@ def call_context() -> SpanContext | None:
 
 
 class StatusSpans:
-    """Starts the span of a status that carries its own trace; `finish` ends it."""
+    """Starts the span of a status that carries its own trace; `finish` ends it.
 
-    def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
+    Disabled (a process that exports no spans), it starts none and looks at no status:
+    reading a status's trace_context costs the batch path about 0.5 µs per status.
+    """
+
+    def __init__(
+        self, tracer_provider: trace.TracerProvider | None = None, *, enabled: bool = True
+    ) -> None:
         self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.enabled = enabled
 
     def start(self, msg: fleet_pb2.CarStatus, method: str, call: SpanContext | None) -> Span | None:
         """The status's span (None when its trace is not sampled). Only for a status whose
@@ -63,6 +70,8 @@ class StatusSpans:
     ) -> dict[int, Span]:
         """Spans of the statuses of a batch that carry their own trace, by index."""
         spans: dict[int, Span] = {}
+        if not self.enabled:
+            return spans
         for i, msg in enumerate(statuses):
             if msg.trace_context:
                 span = self.start(msg, method, call)
