@@ -109,6 +109,8 @@ class CarStatus(_message.Message):
         `tracestate` when there is one), set by a client that traces this status; ingestion
         continues that trace (docs/observability.md). Empty: the status is not traced on
         its own (a SendBatch call's statuses then belong to the call's trace).
+        Numbered apart (15: still a one-byte tag) so that fields added in parallel to
+        CarStatus (9, 10, ...) cannot collide with it.
         """
 
     def __init__(
