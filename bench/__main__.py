@@ -2,6 +2,8 @@
 
 - `python -m bench ingestion`: ingestion throughput and latency next to the raw ceilings
   of the same run (this module);
+- `python -m bench tracing`: saturated ingestion with tracing on (10 % sampling) against
+  tracing off, in one run (bench/tracing.py);
 - `python -m bench planner`: the charging planner against uncontrolled charging, per-car
   cheapest, acnportal and the offline optimum, and the 500-car re-plan time
   (bench/planner.py);
@@ -60,8 +62,12 @@ class Figure:
     note: str = ""
 
 
-def simulate(target: str, *args: str, seconds: float) -> dict[str, Any]:
-    """Run the simulator as its own process (its own core) and return its JSON summary."""
+def simulate(
+    target: str, *args: str, seconds: float, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Run the simulator as its own process (its own core) and return its JSON summary.
+
+    env: variables to add (say OTEL_*) to this environment's."""
     argv = [
         sys.executable,
         "-m",
@@ -84,9 +90,9 @@ def simulate(target: str, *args: str, seconds: float) -> dict[str, Any]:
         "WARNING",
         *args,
     ]
-    env = {**os.environ, "GREENLANE_API_TOKEN": TOKEN}
+    full = {**os.environ, "GREENLANE_API_TOKEN": TOKEN, **(env or {})}
     out = subprocess.run(
-        argv, capture_output=True, env=env, check=False, timeout=seconds + WARMUP_S + 120
+        argv, capture_output=True, env=full, check=False, timeout=seconds + WARMUP_S + 120
     )
     if out.returncode != 0:
         raise RuntimeError(f"simulator failed ({out.returncode}): {out.stderr.decode()[-600:]}")
@@ -105,10 +111,15 @@ def p(summary: dict[str, Any], q: str) -> float:
 
 
 def start_ingestion(
-    workdir: Path, redis_url: str, kafka: str
+    workdir: Path,
+    redis_url: str,
+    kafka: str,
+    env: dict[str, str] | None = None,
+    name: str = "ingestion",
 ) -> tuple[subprocess.Popen[bytes], str]:
+    """An ingestion process on these servers; env: variables to add (say OTEL_*)."""
     port, metrics, api = free_port(), free_port(), free_port()
-    env = {
+    full = {
         **os.environ,
         "GREENLANE_API_TOKENS": TOKEN,
         "GREENLANE_REDIS_URL": redis_url,
@@ -120,8 +131,10 @@ def start_ingestion(
         # Not the default 8082: a running `make dev` holds that.
         "GREENLANE_BOOKING_API_PORT": str(api),
         "GREENLANE_LOG_LEVEL": "WARNING",
+        **(env or {}),
     }
-    proc = spawn([sys.executable, "-m", "greenlane.ingestion"], workdir / "ingestion.log", env=env)
+    log = workdir / f"{name}.log"
+    proc = spawn([sys.executable, "-m", "greenlane.ingestion"], log, env=full)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -131,7 +144,7 @@ def start_ingestion(
         except OSError:
             time.sleep(0.2)
     stop_process(proc)
-    raise RuntimeError("ingestion did not become ready; see " + str(workdir / "ingestion.log"))
+    raise RuntimeError(f"ingestion did not become ready; see {log}")
 
 
 def start_echo(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -392,17 +405,22 @@ def ingestion(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
-    from bench import hub, planner
+    from bench import hub, planner, tracing
 
     argv = sys.argv[1:] if argv is None else argv
-    benches = {"ingestion": ingestion, "planner": planner.main, "hub": hub.main}
+    benches = {
+        "ingestion": ingestion,
+        "tracing": tracing.main,
+        "planner": planner.main,
+        "hub": hub.main,
+    }
     if argv and argv[0] in benches:
         return benches[argv[0]](argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     quick = ["--quick"] if "--quick" in argv else []
-    return ingestion(argv) or planner.main(quick) or hub.main(quick)
+    return ingestion(argv) or tracing.main(quick) or planner.main(quick) or hub.main(quick)
 
 
 if __name__ == "__main__":

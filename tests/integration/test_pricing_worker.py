@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, free_port
@@ -612,7 +613,7 @@ async def test_poison_messages_go_to_the_dead_letter_topic_and_the_next_ones_are
 # --- tracing ---------------------------------------------------------------------------
 
 
-async def test_a_batch_span_continues_the_trace_of_its_first_message(
+async def test_a_batch_span_continues_its_first_traced_message_links_the_others_and_spans_its_steps(
     kafka_server: EmbeddedKafka,
     database: str,
     grid: Grid,
@@ -628,10 +629,13 @@ async def test_a_batch_span_continues_the_trace_of_its_first_message(
     )
     workers.append(worker)
     t = now_ms() - MINUTE
+    untraced = event("car-t", t, 51.0, 10.0)
     traced = [(f"{i:032x}", event("car-t", t + i * 1000, 50.0 - i, 10.0)) for i in range(1, 4)]
     producer = make_producer(kafka_server.url, client_id="test-traced")
     await producer.start()
     try:
+        # An untraced message first: the batch continues the first *traced* one.
+        await producer.send_and_wait(topic, untraced.to_json(), key=b"car-t")
         for trace_id, e in traced:
             header = f"00-{trace_id}-{'ab' * 8}-01".encode()
             await producer.send_and_wait(
@@ -640,17 +644,32 @@ async def test_a_batch_span_continues_the_trace_of_its_first_message(
     finally:
         await producer.stop()
 
-    assert await wait_for_rows(database, 3) == 3
-    spans = [s for s in exporter.get_finished_spans() if s.name == "pricing batch"]
+    assert await wait_for_rows(database, 4) == 4
+    finished = exporter.get_finished_spans()
+    spans = [s for s in finished if s.name == "pricing batch"]
     assert spans
     first = spans[0]
     assert first.context is not None and first.parent is not None
     assert f"{first.context.trace_id:032x}" == traced[0][0]
     assert first.attributes is not None
-    assert first.attributes["greenlane.batch.rows_inserted"] == 3
+    assert first.attributes["greenlane.batch.rows_inserted"] == 4
     linked = {f"{link.context.trace_id:032x}" for s in spans for link in s.links}
     continued = {f"{s.context.trace_id:032x}" for s in spans if s.context is not None}
     assert {trace_id for trace_id, _ in traced} <= linked | continued
+
+    def children(parent: Any, name: str | None = None) -> list[Any]:
+        under = [s for s in finished if s.parent and s.parent.span_id == parent.context.span_id]
+        return [s for s in under if name is None or s.name == name]
+
+    # The grid call (httpx instrumentation) under the batch's grid step; the SQL
+    # statements (psycopg instrumentation) under its database write.
+    (grid_step,) = children(first, "grid price")
+    calls = children(grid_step, "GET")  # one per instant to price
+    assert calls and {c.kind for c in calls} == {SpanKind.CLIENT}
+    assert all("/api/pricing" in str(c.attributes["http.url"]) for c in calls)
+    (db_step,) = children(first, "database write")
+    assert db_step.attributes is not None and db_step.attributes["greenlane.rows.inserted"] == 4
+    assert "INSERT" in [s.name for s in children(db_step)]
 
 
 # --- rebalancing -----------------------------------------------------------------------

@@ -6,6 +6,11 @@ import asyncio
 import json
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanContext, TraceFlags
+
 from greenlane.core.events import CarState
 from greenlane.hub.events import CarEvent
 from greenlane.hub.hub import Hub
@@ -168,3 +173,33 @@ async def test_a_fleets_client_sees_only_its_fleets_cars_and_an_operator_sees_al
     assert set(json.loads(frame.text).get("cars", {})) == {"a-1"}
     catch_up = json.loads(hub.catch_up(position, fleet="beta").text)
     assert set(catch_up.get("cars", {})) == {"b-1"}
+
+
+def traced(n: int) -> SpanContext:
+    return SpanContext(n, 0x100 + n, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+
+async def test_a_tick_of_traced_events_is_a_frame_span_that_continues_one_and_links_the_rest() -> (
+    None
+):
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    hub = await new_hub(tracer_provider=provider)
+    await hub.offer(status("a", T0), T0, traced(1))
+    await hub.offer(status("b", T0), T0)
+    await hub.offer(status("c", T0), T0, traced(2))
+    hub.tick(T0 + 250, caught_up=True)
+    hub.tick(T0 + 500, caught_up=True)  # nothing traced in it: no span
+
+    (frame,) = spans.get_finished_spans()
+    assert frame.name == "hub frame"
+    assert frame.parent is not None and frame.context is not None
+    assert (frame.context.trace_id, frame.parent.span_id) == (1, 0x101)
+    assert [link.context for link in frame.links] == [traced(2)]
+    assert frame.attributes is not None
+    assert (
+        frame.attributes["greenlane.frame.events"],
+        frame.attributes["greenlane.frame.traced"],
+    ) == (3, 2)
+    assert frame.attributes["greenlane.frame.seq"] == hub.state.seq

@@ -7,10 +7,15 @@ back), not an integration claim: tests/integration runs the same against real se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, Sampler
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from greenlane.core.errors import BackendUnavailable
 from greenlane.core.events import CarState
@@ -105,15 +110,20 @@ class FakeKafka:
     calls: int = 0
     gate: asyncio.Event | None = None  # when set up, publishing waits for it
 
+    # (car, timestamp) -> the headers its record was published with
+    headers: dict[tuple[str, int], list[tuple[str, bytes]]] = field(default_factory=dict)
+
     def begin(
         self,
         states: Sequence[CarState],
         indices: Sequence[int],
         headers: list[tuple[str, bytes]],
-        fleets: Sequence[str] = (),
+        fleets: Sequence[str] | None = None,
+        traced: Mapping[int, list[tuple[str, bytes]]] | None = None,
     ) -> FakePublish:
         self.calls += 1
-        return FakePublish(self, list(states), list(indices))
+        per = {i: (traced or {}).get(i, headers) for i in indices}
+        return FakePublish(self, list(states), list(indices), per)
 
 
 @dataclass
@@ -121,6 +131,7 @@ class FakePublish:
     kafka: FakeKafka
     states: list[CarState]
     todo: list[int]
+    record_headers: dict[int, list[tuple[str, bytes]]] = field(default_factory=dict)
     done: set[int] = field(default_factory=set)
     errors: dict[int, str] = field(default_factory=dict)
 
@@ -141,6 +152,7 @@ class FakePublish:
                 left.append(i)
             else:
                 self.kafka.records.append((car, self.states[i].timestamp))
+                self.kafka.headers[car, self.states[i].timestamp] = self.record_headers[i]
                 self.done.add(i)
         self.todo = left
 
@@ -356,3 +368,96 @@ async def test_flushes_of_other_cars_run_alongside_and_a_flush_of_the_same_car_w
     assert all(r.stored for r in receipts)
     assert redis.held == {"a": 2, "b": 1}
     assert kafka.records == [("a", 1), ("b", 1), ("a", 2)]
+
+
+# ---------------------------------------------------------------- tracing
+
+
+def traced_context(trace_id: int) -> SpanContext:
+    """The span context a traced status brings (its client's, sampled)."""
+    return SpanContext(
+        trace_id, 0x1000 + trace_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
+
+
+def traceparent(context: SpanContext) -> bytes:
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-01".encode()
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+def provider_for(spans: InMemorySpanExporter, root: Sampler = ALWAYS_ON) -> TracerProvider:
+    provider = TracerProvider(sampler=ParentBased(root))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    return provider
+
+
+async def test_a_flush_continues_its_first_traced_status_and_links_the_other_traced_ones(
+    redis: FakeRedis, kafka: FakeKafka, spans: InMemorySpanExporter
+) -> None:
+    p = IngestPipeline(redis, kafka, ack_timeout=ACK_TIMEOUT, tracer_provider=provider_for(spans))
+    p.start()
+    first, second = traced_context(1), traced_context(2)
+    try:
+        # Submitted together, so they share one flush.
+        futures = [
+            p.submit([state("a", 1)], traces=[first]),
+            p.submit([state("b", 1), state("c", 1)], traces=[None, second]),
+            p.submit([state("d", 1)]),
+        ]
+        assert [(await f).stored for f in futures] == [True, True, True]
+    finally:
+        await p.close(1.0)
+
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    flush = by_name["ingestion.flush"]
+    assert flush.context is not None and flush.parent is not None
+    assert (flush.context.trace_id, flush.parent.span_id) == (first.trace_id, first.span_id)
+    assert [link.context for link in flush.links] == [second]
+    assert flush.attributes is not None and flush.attributes["greenlane.flush.traced"] == 2
+    for step, kind in (("redis write", SpanKind.CLIENT), ("kafka produce", SpanKind.PRODUCER)):
+        child = by_name[step]
+        assert child.parent is not None and child.parent.span_id == flush.context.span_id
+        assert child.kind is kind
+    # Each traced status's record carries its own trace; the others the flush's.
+    flush_header = f"00-{first.trace_id:032x}-{flush.context.span_id:016x}-01".encode()
+    assert kafka.headers[("a", 1)] == [("traceparent", traceparent(first))]
+    assert kafka.headers[("c", 1)] == [("traceparent", traceparent(second))]
+    assert kafka.headers[("b", 1)] == kafka.headers[("d", 1)] == [("traceparent", flush_header)]
+
+
+async def test_an_unsampled_flush_of_untraced_statuses_records_nothing_and_adds_no_headers(
+    redis: FakeRedis, kafka: FakeKafka, spans: InMemorySpanExporter
+) -> None:
+    provider = provider_for(spans, root=ALWAYS_OFF)
+    p = IngestPipeline(redis, kafka, ack_timeout=ACK_TIMEOUT, tracer_provider=provider)
+    p.start()
+    try:
+        assert (await p.submit([state("a", 1), state("b", 1)])).stored
+    finally:
+        await p.close(1.0)
+
+    assert spans.get_finished_spans() == ()
+    assert kafka.headers == {("a", 1): [], ("b", 1): []}
+
+
+async def test_a_flush_that_kafka_does_not_confirm_marks_its_produce_and_flush_spans_failed(
+    redis: FakeRedis, kafka: FakeKafka, spans: InMemorySpanExporter
+) -> None:
+    p = IngestPipeline(redis, kafka, ack_timeout=ACK_TIMEOUT, tracer_provider=provider_for(spans))
+    p.start()
+    kafka.failing = {"a"}
+    try:
+        receipt = await p.submit([state("a", 1)], traces=[traced_context(7)])
+    finally:
+        await p.close(1.0)
+
+    assert not receipt.stored
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    assert by_name["kafka produce"].status.status_code is StatusCode.ERROR
+    assert by_name["ingestion.flush"].status.status_code is StatusCode.ERROR
+    assert by_name["redis write"].status.status_code is StatusCode.UNSET
+    assert "redis undo" in by_name  # what Redis took is taken back, inside the trace

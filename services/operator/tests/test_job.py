@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from greenlane.operator.job import (
     MAX_JOB_NAME,
@@ -14,6 +15,7 @@ from greenlane.operator.job import (
     run_args,
     simulator_args,
 )
+from greenlane.operator.settings import trace_env
 from greenlane.operator.spec import parse_spec
 
 DEFAULTS = SimulatorDefaults(
@@ -105,3 +107,28 @@ def test_spec_resources_override_the_operators_defaults_one_by_one() -> None:
     }
     assert "activeDeadlineSeconds" not in job["spec"]
     assert job["metadata"]["labels"]["greenlane.io/generation"] == "2"
+
+
+def test_simulator_pods_get_the_operators_tracing_settings_and_nothing_else_of_its_env() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://greenlane-otel-collector:4317",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "GREENLANE_TRACE_RATIO": "0.05",
+        "OTEL_SERVICE_NAME": "greenlane-operator",  # the operator's own name: not passed on
+        "GREENLANE_API_TOKENS": "never-copied-into-a-job",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "",  # unset in effect
+    }
+    defaults = replace(DEFAULTS, env=trace_env(environ))
+    job = build_job(
+        name="traced", namespace="ns", uid="u1", generation=1, spec=spec(), defaults=defaults
+    )
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    values = {e["name"]: e.get("value") for e in container["env"]}
+    assert {k: v for k, v in values.items() if k.startswith(("OTEL_", "GREENLANE_TRACE"))} == {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://greenlane-otel-collector:4317",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        "GREENLANE_TRACE_RATIO": "0.05",
+    }
+    assert values["GREENLANE_API_TOKENS"] is None  # still from the Secret, by reference

@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import SecretStr
 
 from greenlane.simulator.fleet import FleetConfig, run_fleet
@@ -224,3 +227,59 @@ async def test_cars_stream_paced_statuses_that_are_answered_timed_and_closed_cle
     assert p50 is not None and p99 is not None
     assert ANSWER_DELAY_S <= p50 <= p99 < 0.5
     assert 1.0 <= stats.elapsed() < 4.0
+
+
+class TracedBatches(FakeFleetTelemetry):
+    """Answers each batch ACCEPTED, except that its item 1 is rejected; keeps the contexts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[dict[str, str]] = []
+
+    async def StreamTelemetryBatches(  # noqa: N802
+        self, request_iterator: Any, context: Any
+    ) -> AsyncIterator[fleet_pb2.BatchResponse]:
+        async for batch in request_iterator:
+            self.contexts += [dict(s.trace_context) for s in batch.statuses]
+            yield fleet_pb2.BatchResponse(
+                status=fleet_pb2.ACCEPTED,
+                accepted=len(batch.statuses) - 1,
+                rejected=[fleet_pb2.RejectedItem(index=1, field="battery", message="battery bad")],
+            )
+
+
+async def test_every_traced_status_of_a_batch_carries_its_trace_and_ends_with_its_own_answer() -> (
+    None
+):
+    fake = TracedBatches()
+    server = grpc.aio.server()
+    fleet_pb2_grpc.add_FleetTelemetryServicer_to_server(fake, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    try:
+        config = FleetConfig(
+            cars=2,
+            interval=0.2,
+            duration=0.5,
+            target=f"127.0.0.1:{port}",
+            token=SecretStr(TOKEN),
+            batch_size=3,
+            trace_ratio=1.0,
+        )
+        await asyncio.wait_for(run_fleet(config, Stats(), tracer_provider=provider), timeout=10)
+    finally:
+        await server.stop(None)
+
+    finished = spans.get_finished_spans()
+    assert fake.contexts and all("traceparent" in c for c in fake.contexts)
+    sent = {c["traceparent"].split("-")[1] for c in fake.contexts}
+    assert {f"{s.context.trace_id:032x}" for s in finished if s.context} == sent
+    answers = [(s.attributes or {}).get("greenlane.status.answer") for s in finished]
+    # Per batch of three: the second item was rejected, the others accepted.
+    assert answers.count("REJECTED") * 2 == answers.count("ACCEPTED")
+    assert {s.attributes["rpc.method"] for s in finished if s.attributes} == {
+        "StreamTelemetryBatches"
+    }

@@ -10,10 +10,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 
 import uvicorn
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,6 +28,11 @@ from greenlane.core.lifecycle import bind_socket
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[Mapping[str, bool]]]
+Headers = Sequence[tuple[str, bytes]]
+
+# A batch span links at most this many traces (the SDK's default link limit,
+# OTEL_SPAN_LINK_COUNT_LIMIT); the others are counted in greenlane.links.dropped.
+MAX_LINKS = 128
 
 
 def inject_trace_headers() -> list[tuple[str, bytes]]:
@@ -35,10 +42,57 @@ def inject_trace_headers() -> list[tuple[str, bytes]]:
     return [(k, v.encode()) for k, v in carrier.items()]
 
 
-def extract_trace_context(headers: list[tuple[str, bytes]] | None) -> object:
+def trace_headers(span_context: SpanContext) -> list[tuple[str, bytes]]:
+    """W3C trace context of one span (not the current one), as Kafka record headers."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span_context)))
+    return [(k, v.encode()) for k, v in carrier.items()]
+
+
+def extract_trace_context(headers: Headers | None) -> Context:
     """The trace context carried by Kafka record headers, for a child span."""
     carrier = {k: v.decode(errors="replace") for k, v in headers or []}
     return propagate.extract(carrier)
+
+
+def sampled_context(carrier: Mapping[str, str]) -> SpanContext | None:
+    """The span context in a W3C carrier (a proto map, decoded headers) when it is sampled."""
+    context = trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    return context if context.is_valid and context.trace_flags.sampled else None
+
+
+def traced_record(headers: Headers | None) -> SpanContext | None:
+    """The sampled span context a Kafka record carries; None (cheaply) when it has none."""
+    if not headers:
+        return None
+    return sampled_context({k: v.decode(errors="replace") for k, v in headers})
+
+
+def continue_and_link(
+    contexts: Sequence[SpanContext],
+) -> tuple[Context | None, list[Link], int]:
+    """How a span over many traced items (a flush, a batch, a frame) joins their traces.
+
+    It continues the first one's trace, so it is sampled whenever one of its items is
+    (parent-based sampling looks at the parent only), and links every other distinct one,
+    up to MAX_LINKS. Returns (parent context or None, links, how many were left out).
+    """
+    if not contexts:
+        return None, [], 0
+    first = contexts[0]
+    seen = {(first.trace_id, first.span_id)}
+    links: list[Link] = []
+    dropped = 0
+    for c in contexts[1:]:
+        key = (c.trace_id, c.span_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        if len(links) < MAX_LINKS:
+            links.append(Link(c))
+        else:
+            dropped += 1
+    return trace.set_span_in_context(NonRecordingSpan(first)), links, dropped
 
 
 def probes_app(

@@ -8,3 +8,6 @@ from typing import Final
 TOKEN_METADATA_KEY: Final = "x-api-token"
 # The Kafka topic every fleet event goes to (key = car id); GREENLANE_FLEET_EVENTS_TOPIC.
 FLEET_EVENTS_TOPIC: Final = "fleet-events"
+# The span of one car status: the client's (kind CLIENT) and ingestion's (kind SERVER);
+# its context travels in CarStatus.trace_context (docs/observability.md).
+STATUS_SPAN: Final = "car status"

@@ -24,29 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18greenlane/v1/fleet.proto\x12\x0cgreenlane.v1\"\xc3\x01\n\tCarStatus\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x0b\n\x03lat\x18\x02 \x01(\x01\x12\x0b\n\x03lon\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61ttery\x18\x04 \x01(\x01\x12\x10\n\x08velocity\x18\x05 \x01(\x01\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x12\n\nstation_id\x18\x07 \x01(\t\x12\x17\n\x0frequest_booking\x18\x08 \x01(\x08\x12\x16\n\x0etarget_battery\x18\t \x01(\x01\x12\x11\n\tdepart_at\x18\n \x01(\x03\";\n\x0e\x43\x61rStatusBatch\x12)\n\x08statuses\x18\x01 \x03(\x0b\x32\x17.greenlane.v1.CarStatus\"\xf4\x01\n\x0f\x42ookingResponse\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.greenlane.v1.ResponseStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x03\x12&\n\x07\x62ooking\x18\x06 \x01(\x0b\x32\x15.greenlane.v1.Booking\x12\x30\n\x08setpoint\x18\x07 \x01(\x0b\x32\x1e.greenlane.v1.ChargingSetpoint\x12\x16\n\x0eretry_after_ms\x18\x14 \x01(\x03\"D\n\x10\x43hargingSetpoint\x12\x10\n\x08power_kw\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x03\x12\x0f\n\x07site_id\x18\x03 \x01(\t\"\x9b\x01\n\x07\x42ooking\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x12\n\nstation_id\x18\x02 \x01(\t\x12\x14\n\x0cstation_name\x18\x03 \x01(\t\x12\x0b\n\x03lat\x18\x04 \x01(\x01\x12\x0b\n\x03lon\x18\x05 \x01(\x01\x12\x12\n\ndistance_m\x18\x06 \x01(\x01\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\x12\x10\n\x08power_kw\x18\x08 \x01(\x01\"M\n\x0cRejectedItem\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06\x63\x61r_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa6\x01\n\rBatchResponse\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.greenlane.v1.ResponseStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12,\n\x08rejected\x18\x03 \x03(\x0b\x32\x1a.greenlane.v1.RejectedItem\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x14 \x01(\x03*\x8d\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\x12\n\n\x06\x42OOKED\x10\x03\x12\x0f\n\x0bNO_CAPACITY\x10\x04\x12\x0f\n\x0bUNAVAILABLE\x10\x05\x12\x10\n\x0cRATE_LIMITED\x10\n2\x80\x02\n\x0e\x46leetTelemetry\x12M\n\x0fStreamTelemetry\x12\x17.greenlane.v1.CarStatus\x1a\x1d.greenlane.v1.BookingResponse(\x01\x30\x01\x12W\n\x16StreamTelemetryBatches\x12\x1c.greenlane.v1.CarStatusBatch\x1a\x1b.greenlane.v1.BatchResponse(\x01\x30\x01\x12\x46\n\tSendBatch\x12\x1c.greenlane.v1.CarStatusBatch\x1a\x1b.greenlane.v1.BatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18greenlane/v1/fleet.proto\x12\x0cgreenlane.v1\"\xba\x02\n\tCarStatus\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12\x0b\n\x03lat\x18\x02 \x01(\x01\x12\x0b\n\x03lon\x18\x03 \x01(\x01\x12\x0f\n\x07\x62\x61ttery\x18\x04 \x01(\x01\x12\x10\n\x08velocity\x18\x05 \x01(\x01\x12\x11\n\ttimestamp\x18\x06 \x01(\x03\x12\x12\n\nstation_id\x18\x07 \x01(\t\x12\x17\n\x0frequest_booking\x18\x08 \x01(\x08\x12\x16\n\x0etarget_battery\x18\t \x01(\x01\x12\x11\n\tdepart_at\x18\n \x01(\x03\x12@\n\rtrace_context\x18\x0f \x03(\x0b\x32).greenlane.v1.CarStatus.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\x0e\x43\x61rStatusBatch\x12)\n\x08statuses\x18\x01 \x03(\x0b\x32\x17.greenlane.v1.CarStatus\"\xf4\x01\n\x0f\x42ookingResponse\x12\x0e\n\x06\x63\x61r_id\x18\x01 \x01(\t\x12,\n\x06status\x18\x02 \x01(\x0e\x32\x1c.greenlane.v1.ResponseStatus\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\x12\x11\n\ttimestamp\x18\x05 \x01(\x03\x12&\n\x07\x62ooking\x18\x06 \x01(\x0b\x32\x15.greenlane.v1.Booking\x12\x30\n\x08setpoint\x18\x07 \x01(\x0b\x32\x1e.greenlane.v1.ChargingSetpoint\x12\x16\n\x0eretry_after_ms\x18\x14 \x01(\x03\"D\n\x10\x43hargingSetpoint\x12\x10\n\x08power_kw\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x03\x12\x0f\n\x07site_id\x18\x03 \x01(\t\"\x9b\x01\n\x07\x42ooking\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x12\n\nstation_id\x18\x02 \x01(\t\x12\x14\n\x0cstation_name\x18\x03 \x01(\t\x12\x0b\n\x03lat\x18\x04 \x01(\x01\x12\x0b\n\x03lon\x18\x05 \x01(\x01\x12\x12\n\ndistance_m\x18\x06 \x01(\x01\x12\x12\n\nexpires_at\x18\x07 \x01(\x03\x12\x10\n\x08power_kw\x18\x08 \x01(\x01\"M\n\x0cRejectedItem\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0e\n\x06\x63\x61r_id\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\xa6\x01\n\rBatchResponse\x12,\n\x06status\x18\x01 \x01(\x0e\x32\x1c.greenlane.v1.ResponseStatus\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12,\n\x08rejected\x18\x03 \x03(\x0b\x32\x1a.greenlane.v1.RejectedItem\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x16\n\x0eretry_after_ms\x18\x14 \x01(\x03*\x8d\x01\n\x0eResponseStatus\x12\x1f\n\x1bRESPONSE_STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\x0c\n\x08REJECTED\x10\x02\x12\n\n\x06\x42OOKED\x10\x03\x12\x0f\n\x0bNO_CAPACITY\x10\x04\x12\x0f\n\x0bUNAVAILABLE\x10\x05\x12\x10\n\x0cRATE_LIMITED\x10\n2\x80\x02\n\x0e\x46leetTelemetry\x12M\n\x0fStreamTelemetry\x12\x17.greenlane.v1.CarStatus\x1a\x1d.greenlane.v1.BookingResponse(\x01\x30\x01\x12W\n\x16StreamTelemetryBatches\x12\x1c.greenlane.v1.CarStatusBatch\x1a\x1b.greenlane.v1.BatchResponse(\x01\x30\x01\x12\x46\n\tSendBatch\x12\x1c.greenlane.v1.CarStatusBatch\x1a\x1b.greenlane.v1.BatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'greenlane.v1.fleet_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RESPONSESTATUS']._serialized_start=1025
-  _globals['_RESPONSESTATUS']._serialized_end=1166
+  _globals['_CARSTATUS_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_CARSTATUS_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_RESPONSESTATUS']._serialized_start=1144
+  _globals['_RESPONSESTATUS']._serialized_end=1285
   _globals['_CARSTATUS']._serialized_start=43
-  _globals['_CARSTATUS']._serialized_end=238
-  _globals['_CARSTATUSBATCH']._serialized_start=240
-  _globals['_CARSTATUSBATCH']._serialized_end=299
-  _globals['_BOOKINGRESPONSE']._serialized_start=302
-  _globals['_BOOKINGRESPONSE']._serialized_end=546
-  _globals['_CHARGINGSETPOINT']._serialized_start=548
-  _globals['_CHARGINGSETPOINT']._serialized_end=616
-  _globals['_BOOKING']._serialized_start=619
-  _globals['_BOOKING']._serialized_end=774
-  _globals['_REJECTEDITEM']._serialized_start=776
-  _globals['_REJECTEDITEM']._serialized_end=853
-  _globals['_BATCHRESPONSE']._serialized_start=856
-  _globals['_BATCHRESPONSE']._serialized_end=1022
-  _globals['_FLEETTELEMETRY']._serialized_start=1169
-  _globals['_FLEETTELEMETRY']._serialized_end=1425
+  _globals['_CARSTATUS']._serialized_end=357
+  _globals['_CARSTATUS_TRACECONTEXTENTRY']._serialized_start=306
+  _globals['_CARSTATUS_TRACECONTEXTENTRY']._serialized_end=357
+  _globals['_CARSTATUSBATCH']._serialized_start=359
+  _globals['_CARSTATUSBATCH']._serialized_end=418
+  _globals['_BOOKINGRESPONSE']._serialized_start=421
+  _globals['_BOOKINGRESPONSE']._serialized_end=665
+  _globals['_CHARGINGSETPOINT']._serialized_start=667
+  _globals['_CHARGINGSETPOINT']._serialized_end=735
+  _globals['_BOOKING']._serialized_start=738
+  _globals['_BOOKING']._serialized_end=893
+  _globals['_REJECTEDITEM']._serialized_start=895
+  _globals['_REJECTEDITEM']._serialized_end=972
+  _globals['_BATCHRESPONSE']._serialized_start=975
+  _globals['_BATCHRESPONSE']._serialized_end=1141
+  _globals['_FLEETTELEMETRY']._serialized_start=1288
+  _globals['_FLEETTELEMETRY']._serialized_end=1544
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,26 @@ class CarStatus(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CAR_ID_FIELD_NUMBER: _builtins.int
     LAT_FIELD_NUMBER: _builtins.int
     LON_FIELD_NUMBER: _builtins.int
@@ -76,6 +96,7 @@ class CarStatus(_message.Message):
     REQUEST_BOOKING_FIELD_NUMBER: _builtins.int
     TARGET_BATTERY_FIELD_NUMBER: _builtins.int
     DEPART_AT_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     car_id: _builtins.str
     """1 to 64 characters of [A-Za-z0-9_.:-]."""
     lat: _builtins.float
@@ -98,6 +119,16 @@ class CarStatus(_message.Message):
     """
     depart_at: _builtins.int
     """... by when it leaves, Unix milliseconds (at most 7 days ahead)."""
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The trace this status belongs to, as W3C Trace Context entries (`traceparent`, and
+        `tracestate` when there is one), set by a client that traces this status; ingestion
+        continues that trace (docs/observability.md). Empty: the status is not traced on
+        its own (a SendBatch call's statuses then belong to the call's trace).
+        Numbered apart (15: still a one-byte tag) so that fields added in parallel to
+        CarStatus (9, 10, ...) cannot collide with it.
+        """
+
     def __init__(
         self,
         *,
@@ -111,10 +142,11 @@ class CarStatus(_message.Message):
         request_booking: _builtins.bool = ...,
         target_battery: _builtins.float = ...,
         depart_at: _builtins.int = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "depart_at", b"depart_at", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "target_battery", b"target_battery", "timestamp", b"timestamp", "velocity", b"velocity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["battery", b"battery", "car_id", b"car_id", "depart_at", b"depart_at", "lat", b"lat", "lon", b"lon", "request_booking", b"request_booking", "station_id", b"station_id", "target_battery", b"target_battery", "timestamp", b"timestamp", "trace_context", b"trace_context", "velocity", b"velocity"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

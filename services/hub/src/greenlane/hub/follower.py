@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from greenlane.core.kafka import start_with_retry
+from greenlane.core.telemetry import traced_record
 from greenlane.hub.events import Skipped, decode, event_label
 from greenlane.hub.hub import Hub
 from greenlane.hub.metrics import HubMetrics
@@ -157,7 +158,7 @@ class Follower:
                     )
                     continue
                 self.newest_event_ms = max(self.newest_event_ms, timestamp)
-                await self.hub.offer(decoded, timestamp)
+                await self.hub.offer(decoded, timestamp, traced_record(record.headers))
         for label, n in labels.items():
             self.metrics.events.labels(label).inc(n)
 

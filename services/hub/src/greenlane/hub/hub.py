@@ -8,6 +8,10 @@ coalesced catch-up (shared by clients at the same position), and one more than
 operator) gets frames of its fleet's cars, bookings and plans (and every station),
 encoded once per tick and fleet. No client has a queue: a slow client
 only falls back in sequence numbers, so it costs the hub no memory and delays nobody.
+
+A tick that applies traced events (their Kafka records carry a sampled trace context) is
+a span, `hub frame`, continuing the first one's trace and linking the others
+(core.telemetry.continue_and_link); an untraced tick costs no span at all.
 """
 
 from __future__ import annotations
@@ -17,8 +21,12 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
+
+from greenlane.core.telemetry import continue_and_link
 from greenlane.hub.events import Decoded
 from greenlane.hub.frames import encode_changes, encode_snapshot
 from greenlane.hub.metrics import HubMetrics
@@ -27,6 +35,7 @@ from greenlane.hub.state import FleetState
 log = logging.getLogger(__name__)
 
 STATS_EVERY_MS = 1000
+FRAME_SPAN: Final = "hub frame"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +54,10 @@ class Hub:
         slow_client_ticks: int = 8,
         epoch: str | None = None,
         max_pending: int = 200_000,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self._traced: list[SpanContext] = []  # of the events pending for the next tick
         self.state = state
         self.metrics = metrics
         self.epoch = epoch or secrets.token_hex(8)
@@ -74,16 +86,42 @@ class Hub:
 
     # ---------------------------------------------------------------- events in
 
-    async def offer(self, event: Decoded, event_time: int) -> None:
-        """Queue an event for the next tick; waits while a full tick's worth is queued."""
+    async def offer(
+        self, event: Decoded, event_time: int, traced: SpanContext | None = None
+    ) -> None:
+        """Queue an event for the next tick; waits while a full tick's worth is queued.
+
+        traced: the sampled trace context its record carries, if any."""
         while len(self._pending) >= self.max_pending:
             self._room.clear()
             await self._room.wait()
         self._pending.append((event, event_time))
+        if traced is not None:
+            self._traced.append(traced)
         self._events_seen += 1
 
     def tick(self, now_ms: int, *, caught_up: bool) -> None:
         """Apply what arrived since the last tick, then wake every client."""
+        if not self._traced:
+            self._tick(now_ms, caught_up)
+            return
+        traced, self._traced = self._traced, []
+        parent, links, dropped = continue_and_link(traced)
+        with self._tracer.start_as_current_span(FRAME_SPAN, context=parent, links=links) as span:
+            before = self.state.seq
+            events = len(self._pending)
+            self._tick(now_ms, caught_up)
+            span.set_attribute("greenlane.frame.events", events)
+            span.set_attribute("greenlane.frame.traced", len(traced))
+            span.set_attribute("greenlane.frame.from", before)
+            span.set_attribute("greenlane.frame.seq", self.state.seq)
+            span.set_attribute(
+                "greenlane.frame.bytes", len(self._tick_frame.text) if self._tick_frame else 0
+            )
+            if dropped:
+                span.set_attribute("greenlane.links.dropped", dropped)
+
+    def _tick(self, now_ms: int, caught_up: bool) -> None:
         state = self.state
         before = state.seq
         pending, self._pending = self._pending, []

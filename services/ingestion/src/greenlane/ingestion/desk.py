@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import is_instrumentation_enabled
+from opentelemetry.trace import INVALID_SPAN, StatusCode
 
 from greenlane.core.auth import Principal
 from greenlane.core.events import CarState, encode_event
@@ -20,6 +23,8 @@ from greenlane.ingestion.booking_store import BookingStore, EndOutcome, Expired
 from greenlane.v1 import fleet_pb2
 
 log = logging.getLogger(__name__)
+
+BOOKING_SPAN = "booking"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,9 @@ class BookingDesk:
         threshold: float = 20.0,
         publish_timeout: float = 5.0,
         max_per_fleet: int = 0,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self.store = store
         self._redis = redis
         self._producer = producer
@@ -78,14 +85,34 @@ class BookingDesk:
         self, state: CarState, requested: bool, principal: Principal | None = None
     ) -> DeskAnswer:
         """Book, or fulfil, for a stored status of `principal`'s car (its fleet's)."""
+        if not is_instrumentation_enabled():  # an untraced status (see the servicer)
+            return await self._handle(state, principal, INVALID_SPAN)
+        # In the status's trace: the booking script, its Redis calls and the booking
+        # events it publishes are its children.
+        with self._tracer.start_as_current_span(BOOKING_SPAN) as span:
+            return await self._handle(state, principal, span)
+
+    async def _handle(
+        self, state: CarState, principal: Principal | None, span: trace.Span
+    ) -> DeskAnswer:
         try:
             if state.station_id:
-                return await self._plugged_in(state, principal)
-            return await self._book(state, principal)
+                answer = await self._plugged_in(state, principal)
+            else:
+                answer = await self._book(state, principal)
         except Exception as exc:  # the status is stored: answer that, and why no booking
             metrics.BOOKING_ERRORS.inc()
             log.warning("booking for %s failed: %s", state.car_id, type(exc).__name__)
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
             return DeskAnswer(fleet_pb2.ACCEPTED, "stored; booking unavailable, ask again later")
+        if span.is_recording():
+            span.set_attribute("greenlane.car_id", state.car_id)
+            span.set_attribute(
+                "greenlane.booking.answer", fleet_pb2.ResponseStatus.Name(answer.status)
+            )
+            if answer.booking is not None:
+                span.set_attribute("greenlane.booking.station_id", answer.booking.station_id)
+        return answer
 
     async def _plugged_in(self, state: CarState, principal: Principal | None) -> DeskAnswer:
         # The car's setpoint comes from its plan (another slot than the booking's on a

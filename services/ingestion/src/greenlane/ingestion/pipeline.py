@@ -17,6 +17,12 @@ its cars, so a car's statuses reach Redis and Kafka in the order they arrived, a
 streams and batches, and a car's state is taken back before its next status is written.
 The backends are interfaces (StateStore, EventLog): Redis and Kafka in production,
 in-process fakes in the unit tests.
+
+Tracing: a submission may carry the span context of each of its statuses (the status's
+own trace, docs/observability.md). A flush span continues the trace of its first traced
+status and links the others; its Redis and Kafka steps are its children; each traced
+status's Kafka record carries that status's trace context, the others the flush's
+(when the flush is sampled). A flush without a traced status costs one unsampled span.
 """
 
 from __future__ import annotations
@@ -31,14 +37,16 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from greenlane.core.errors import BackendUnavailable
 from greenlane.core.events import CarState
-from greenlane.core.telemetry import inject_trace_headers
+from greenlane.core.telemetry import continue_and_link, inject_trace_headers, trace_headers
 from greenlane.ingestion import metrics
 
 log = logging.getLogger(__name__)
-tracer = trace.get_tracer(__name__)
+
+Headers = list[tuple[str, bytes]]
 
 # How long taking statuses back from Redis may take, after the deadline.
 UNDO_TIMEOUT_SECONDS: Final = 2.0
@@ -91,9 +99,14 @@ class EventLog(Protocol):
         self,
         states: Sequence[CarState],
         indices: Sequence[int],
-        headers: list[tuple[str, bytes]],
-        fleets: Sequence[str],
-    ) -> EventPublish: ...
+        headers: Headers,
+        fleets: Sequence[str] | None = None,
+        traced: Mapping[int, Headers] | None = None,
+    ) -> EventPublish:
+        """Publish states[i] for i in indices; each record carries `headers`, or its own
+        from `traced` (the statuses traced on their own), and its sender's fleet from
+        `fleets` (by index in states; '' none)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +131,8 @@ class _Pending:
     received: float
     deadline: float
     claim: str = ""  # the submitter's fleet claim ('' none, '*fleet' an operator's)
+    # Per status, the span context of its own trace (None: not traced); None for none.
+    traces: Sequence[SpanContext | None] | None = None
 
 
 class _Flush:
@@ -128,6 +143,13 @@ class _Flush:
         self.states = [s for item in items for s in item.states]
         self.claims = [item.claim for item in items for _ in item.states]
         self.cars = {s.car_id for s in self.states}
+        # (index in the flush, span context) of the statuses traced on their own.
+        self.traces: list[tuple[int, SpanContext]] = []
+        offset = 0
+        for item in items:
+            if item.traces is not None:
+                self.traces += [(offset + k, c) for k, c in enumerate(item.traces) if c]
+            offset += len(item.states)
         self.deadline = min(item.deadline for item in items)
         self.started = time.monotonic()
         self.task: asyncio.Task[None]
@@ -146,7 +168,9 @@ class IngestPipeline:
         ack_timeout: float = 5.0,
         max_pending: int = 50_000,
         max_flushes: int = 4,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         self._state = state
         self._events = events
         self._max_flush = max_flush_size
@@ -192,18 +216,25 @@ class IngestPipeline:
             ) from None
 
     def submit(
-        self, states: Sequence[CarState], received: float | None = None, claim: str = ""
+        self,
+        states: Sequence[CarState],
+        received: float | None = None,
+        claim: str = "",
+        traces: Sequence[SpanContext | None] | None = None,
     ) -> asyncio.Future[Receipt]:
         """Queue statuses that are answered together; the future gives their Receipt.
 
         claim is the submitter's fleet claim (greenlane.core.redis_state.claim_of): a
         status for a car of another fleet is not stored, its failure a `Denied` reason.
+        traces: per status, the span context of its own trace (None where it has none).
         """
         if self._closing:
             raise BackendUnavailable("ingestion is shutting down")
         received = received if received is not None else time.monotonic()
         fut: asyncio.Future[Receipt] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(states, fut, received, received + self._ack_timeout, claim))
+        self._queue.append(
+            _Pending(states, fut, received, received + self._ack_timeout, claim, traces)
+        )
         self._pending += len(states)
         metrics.PENDING.set(self._pending)
         self._wakeup.set()
@@ -274,12 +305,21 @@ class IngestPipeline:
         """Per status: "" when Redis and Kafka stored it, else why it is not stored."""
         states = flush.states
         metrics.FLUSH_STATUSES.observe(len(states))
-        with tracer.start_as_current_span("ingestion.flush") as span:
-            span.set_attribute("greenlane.flush.statuses", len(states))
+        tracer = self._tracer
+        parent, links, dropped = continue_and_link([c for _, c in flush.traces])
+        with tracer.start_as_current_span(FLUSH_SPAN, context=parent, links=links) as span:
+            recording = span.is_recording()
+            if recording:
+                span.set_attribute("greenlane.flush.statuses", len(states))
+                span.set_attribute("greenlane.flush.traced", len(flush.traces))
+                if dropped:
+                    span.set_attribute("greenlane.links.dropped", dropped)
             why = [""] * len(states)
             write = self._state.begin(states, flush.claims)
-            redis_answered = await self._until(write, "redis", flush.deadline)
-            refused = write.failures()
+            with tracer.start_as_current_span(REDIS_SPAN, kind=SpanKind.CLIENT) as step:
+                redis_answered = await self._until(write, "redis", flush.deadline)
+                refused = write.failures()
+                _outcome(step, len(states), len(refused), redis_answered, system="redis")
             for i, reason in refused.items():
                 why[i] = reason or "Redis did not confirm in time; safe to resend"
             every = range(len(states))
@@ -287,15 +327,26 @@ class IngestPipeline:
             kafka_answered = True
             if taken:
                 fleets = [c.removeprefix("*") for c in flush.claims]
-                publish = self._events.begin(states, taken, inject_trace_headers(), fleets)
-                kafka_answered = await self._until(publish, "kafka", flush.deadline)
-                for i, reason in publish.failures().items():
+                # Untraced statuses carry the flush's trace when it is sampled; a traced
+                # one its own, so each consumer span finds the status it came from.
+                headers = inject_trace_headers() if recording else []
+                traced = _headers_of(flush.traces) or None
+                with tracer.start_as_current_span(KAFKA_SPAN, kind=SpanKind.PRODUCER) as step:
+                    publish = self._events.begin(states, taken, headers, fleets, traced)
+                    kafka_answered = await self._until(publish, "kafka", flush.deadline)
+                    failures = publish.failures()
+                    _outcome(step, len(taken), len(failures), kafka_answered, system="kafka")
+                for i, reason in failures.items():
                     why[i] = reason or "Kafka did not confirm in time; safe to resend"
             self.healthy = redis_answered and kafka_answered
             failed = [i for i, w in enumerate(why) if w]
             if failed:
-                await self._undo(write, failed)
-            span.set_attribute("greenlane.flush.not_stored", len(failed))
+                with tracer.start_as_current_span(UNDO_SPAN, kind=SpanKind.CLIENT):
+                    await self._undo(write, failed)
+            if recording:
+                span.set_attribute("greenlane.flush.not_stored", len(failed))
+                if failed:
+                    span.set_status(StatusCode.ERROR, f"{len(failed)} statuses not stored")
         return why
 
     async def _until(self, work: StateWrite | EventPublish, backend: str, deadline: float) -> bool:
@@ -334,6 +385,41 @@ class IngestPipeline:
             return
         if undone:
             metrics.STATES_UNDONE.inc(undone)
+
+
+FLUSH_SPAN: Final = "ingestion.flush"
+REDIS_SPAN: Final = "redis write"
+KAFKA_SPAN: Final = "kafka produce"
+UNDO_SPAN: Final = "redis undo"
+
+
+def _headers_of(traces: Sequence[tuple[int, SpanContext]]) -> dict[int, Headers]:
+    """Each traced status's record headers; built once per trace (a SendBatch call's
+    statuses share the call's)."""
+    made: dict[tuple[int, int], Headers] = {}
+    out: dict[int, Headers] = {}
+    for i, c in traces:
+        key = (c.trace_id, c.span_id)
+        headers = made.get(key)
+        if headers is None:
+            headers = made[key] = trace_headers(c)
+        out[i] = headers
+    return out
+
+
+def _outcome(
+    span: trace.Span, statuses: int, not_taken: int, answered: bool, *, system: str
+) -> None:
+    """What one backend step did, on its span (nothing to do for an unsampled one)."""
+    if not span.is_recording():
+        return
+    span.set_attribute("db.system.name" if system == "redis" else "messaging.system", system)
+    span.set_attribute("greenlane.flush.statuses", statuses)
+    span.set_attribute("greenlane.flush.not_taken", not_taken)
+    if not answered:
+        span.set_status(StatusCode.ERROR, f"{system} did not confirm before the deadline")
+    elif not_taken:
+        span.set_status(StatusCode.ERROR, f"{system} refused {not_taken} statuses")
 
 
 def _fail(items: Sequence[_Pending], message: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -44,6 +44,7 @@ class KafkaPublish:
         indices: Sequence[int],
         headers: list[tuple[str, bytes]],
         fleets: Sequence[str] | None = None,
+        traced: Mapping[int, list[tuple[str, bytes]]] | None = None,
     ) -> None:
         self._log = log_
         self._states = states
@@ -52,6 +53,7 @@ class KafkaPublish:
         self._confirmed: set[int] = set()
         self._errors: dict[int, str] = {}
         self._headers = headers
+        self._traced = traced  # the records of statuses traced on their own: their headers
         self.failed_batches = 0  # for metrics
 
     @property
@@ -77,7 +79,7 @@ class KafkaPublish:
             if not is_transient(exc):
                 self._refuse(self._todo, exc)
             return
-        states, headers, fleets = self._states, self._headers, self._fleets
+        states, shared, traced, fleets = self._states, self._headers, self._traced, self._fleets
         sent: list[tuple[asyncio.Future[object], list[int]]] = []
         try:
             for part, indices in by_partition.items():
@@ -88,6 +90,7 @@ class KafkaPublish:
                     key, value = s.car_id.encode(), event_json(s, "telemetry")
                     if fleets is not None and fleets[i]:
                         value = with_fleet(value, fleets[i])
+                    headers = traced.get(i, shared) if traced else shared
                     if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                         sent.append(
                             (await producer.send_batch(batch, topic, partition=part), members)
@@ -136,8 +139,9 @@ class KafkaEventLog:
         indices: Sequence[int],
         headers: list[tuple[str, bytes]],
         fleets: Sequence[str] | None = None,
+        traced: Mapping[int, list[tuple[str, bytes]]] | None = None,
     ) -> KafkaPublish:
-        return KafkaPublish(self, states, indices, headers, fleets)
+        return KafkaPublish(self, states, indices, headers, fleets, traced)
 
     def by_partition(
         self, states: Sequence[CarState], indices: Sequence[int], partitions: set[int]

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from greenlane.core.auth import Authenticator
 from greenlane.core.authenticator import build_authenticator
@@ -22,9 +25,10 @@ from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
-from greenlane.core.lifecycle import Readiness, bind_socket
+from greenlane.core.lifecycle import Check, Readiness, bind_socket
 from greenlane.core.redis_state import CarStateStore, RedisClient, connect
 from greenlane.core.telemetry import HttpServer, probes_app
+from greenlane.core.tracing import exporting
 from greenlane.ingestion import metrics
 from greenlane.ingestion.api import create_api
 from greenlane.ingestion.auth import AuthInterceptor
@@ -35,6 +39,7 @@ from greenlane.ingestion.pipeline import IngestPipeline
 from greenlane.ingestion.publisher import KafkaEventLog
 from greenlane.ingestion.servicer import FleetTelemetryService
 from greenlane.ingestion.settings import IngestionSettings
+from greenlane.ingestion.tracing import instrument_clients, server_interceptors
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -118,11 +123,17 @@ def server_credentials(settings: IngestionSettings) -> grpc.ServerCredentials | 
 
 
 def _grpc_server(
-    settings: IngestionSettings, authenticator: Authenticator
+    settings: IngestionSettings,
+    authenticator: Authenticator,
+    tracing: list[grpc.aio.ServerInterceptor],
 ) -> tuple[grpc.aio.Server, int]:
     """The gRPC server with its port bound: the first thing, so a taken port costs nothing."""
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(authenticator, lambda _m: metrics.AUTH_FAILURES.inc())],
+        interceptors=[
+            # First: a refused call costs nothing else, not even a span.
+            AuthInterceptor(authenticator, lambda _m: metrics.AUTH_FAILURES.inc()),
+            *tracing,
+        ],
         options=[
             *grpc_options(settings),
             # gRPC sets SO_REUSEPORT by default: a second ingestion would then share the
@@ -155,19 +166,33 @@ def _grpc_server(
     return server, port
 
 
-async def start_server(settings: IngestionSettings) -> RunningServer:
-    """Start every part; on any failure, close what was started and re-raise."""
+async def start_server(
+    settings: IngestionSettings, *, tracer_provider: trace.TracerProvider | None = None
+) -> RunningServer:
+    """Start every part; on any failure, close what was started and re-raise.
+
+    Spans go to the global tracer provider, instrumented only when it exports
+    (core.tracing.exporting); a given provider (tests) is always instrumented.
+    """
     stack = contextlib.AsyncExitStack()
     try:
-        return await _start(settings, stack)
+        return await _start(settings, stack, tracer_provider)
     except BaseException:
         await stack.aclose()
         raise
 
 
-async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) -> RunningServer:
+async def _start(
+    settings: IngestionSettings,
+    stack: contextlib.AsyncExitStack,
+    tracer_provider: trace.TracerProvider | None,
+) -> RunningServer:
     authenticator = build_authenticator(settings)
-    server, port = _grpc_server(settings, authenticator)
+    # An untraced ingestion keeps its hot path free of the interceptor's wrapping.
+    traced = tracer_provider is not None or exporting()
+    server, port = _grpc_server(
+        settings, authenticator, server_interceptors(tracer_provider) if traced else []
+    )
     listener = _Listener(server)
     stack.push_async_callback(listener.release_unstarted)
 
@@ -186,7 +211,9 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
     # Callers wait for a free connection (bounded) rather than fail when all are busy.
     redis = connect(settings.redis_url, cluster=settings.redis_cluster)
     stack.push_async_callback(redis.aclose)
-    readiness.add("redis", redis.ping)
+    readiness.add("redis", _untraced(redis.ping))
+    if traced:
+        instrument_clients(redis, tracer_provider)
 
     # Flushes are whole record batches: waiting to fill them (linger) only adds latency.
     producer = make_producer(
@@ -209,6 +236,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
         max_flush_size=settings.max_flush_size,
         ack_timeout=settings.ack_timeout_seconds,
         max_pending=settings.max_pending,
+        tracer_provider=tracer_provider,
     )
     pipeline.start()
     stack.push_async_callback(pipeline.close)
@@ -227,6 +255,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
         settings.fleet_events_topic,
         threshold=settings.booking_threshold_percent,
         max_per_fleet=settings.booking_max_per_fleet,
+        tracer_provider=tracer_provider,
     )
     api = await stack.enter_async_context(
         HttpServer(
@@ -255,6 +284,8 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
                     batch=settings.max_batch_statuses,
                 )
             ),
+            tracer_provider=tracer_provider,
+            trace_statuses=traced,
         ),
         server,
     )
@@ -319,11 +350,24 @@ async def _cancel(task: asyncio.Task[None]) -> None:
         await task
 
 
+def _untraced(check: Check) -> Check:
+    """A readiness check without spans: probes run every few seconds, worth no trace."""
+
+    async def run() -> bool:
+        with suppress_instrumentation():
+            result = check()
+            return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    return run
+
+
 async def _sweep_forever(desk: BookingDesk, every: float) -> None:
     """Expired bookings give their slot back even at stations nobody asks about."""
     while True:
         await asyncio.sleep(every)
         try:
-            await desk.sweep()
+            # A background chore every few seconds: its Redis calls are no trace each.
+            with suppress_instrumentation():
+                await desk.sweep()
         except Exception as exc:  # Redis down: the next sweep catches up
             log.warning("booking sweep failed: %s", type(exc).__name__)

@@ -10,6 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import Span
 
 from greenlane.core.auth import ALL_SCOPES, Principal
 from greenlane.core.errors import BackendUnavailable, InvalidField
@@ -20,6 +23,7 @@ from greenlane.ingestion.auth import current_principal
 from greenlane.ingestion.desk import BookingDesk
 from greenlane.ingestion.limits import Limiter
 from greenlane.ingestion.pipeline import IngestPipeline, Receipt
+from greenlane.ingestion.tracing import StatusSpans, call_context, finish
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -57,10 +61,13 @@ def _rejection(msg: fleet_pb2.CarStatus, err: InvalidField) -> fleet_pb2.Booking
     )
 
 
-# A stream's answer queue: the request, its validated state, and its outcome to await
-# (or the rejection to send as it is).
+# A stream's answer queue: the request, its validated state, its outcome to await (or
+# the rejection to send as it is), and its span when the client traces it.
 _Entry = tuple[
-    fleet_pb2.CarStatus, CarState | None, "asyncio.Future[Receipt] | fleet_pb2.BookingResponse"
+    fleet_pb2.CarStatus,
+    CarState | None,
+    "asyncio.Future[Receipt] | fleet_pb2.BookingResponse",
+    Span | None,
 ]
 
 
@@ -108,7 +115,12 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         max_in_flight: int = 1000,
         max_batch: int = 10_000,
         limiter: Limiter | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
+        trace_statuses: bool = True,
     ) -> None:
+        """trace_statuses: give a status that carries its trace a span (when spans are
+        exported; server.py decides)."""
+        self._spans = StatusSpans(tracer_provider, enabled=trace_statuses)
         self._pipeline = pipeline
         self._desk = desk
         self._max_in_flight = max_in_flight
@@ -144,47 +156,16 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 entry = await answers.get()
                 if entry is None:
                     break
-                msg, state, outcome = entry
-                if isinstance(outcome, fleet_pb2.BookingResponse):
-                    yield outcome
-                    continue
+                msg, state, outcome, span = entry
                 try:
-                    receipt = await outcome
-                except BackendUnavailable as exc:
-                    receipt = Receipt({0: str(exc)})
-                if not receipt.stored:
-                    reason = receipt.failures[0]
-                    if isinstance(reason, Denied):
-                        yield _denied(msg, reason)
-                        continue
-                    metrics.STATUSES_UNAVAILABLE.inc()
-                    yield fleet_pb2.BookingResponse(
-                        car_id=msg.car_id,
-                        status=UNAVAILABLE,
-                        message=_not_stored(receipt.failures[0]),
-                        timestamp=msg.timestamp,
-                    )
-                    continue
-                metrics.STATUSES_ACCEPTED.inc()
-                desk = self._desk
-                if (
-                    state is not None
-                    and desk is not None
-                    and desk.concerns(state, msg.request_booking)
-                ):
-                    answer = await desk.handle(state, msg.request_booking, principal)
-                    yield fleet_pb2.BookingResponse(
-                        car_id=msg.car_id,
-                        status=answer.status,
-                        message=answer.message,
-                        timestamp=msg.timestamp,
-                        booking=answer.booking,
-                        setpoint=answer.setpoint,
-                    )
-                    continue
-                yield fleet_pb2.BookingResponse(
-                    car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
-                )
+                    response = await self._answer(msg, state, outcome, span, principal)
+                except BaseException:
+                    if span is not None:
+                        span.end()
+                    raise
+                if span is not None:
+                    finish(span, response.status, response.message)
+                yield response
             reader.result()  # a reader failure ends the call with its error
         finally:
             metrics.OPEN_STREAMS.dec()
@@ -198,6 +179,59 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 entry = answers.get_nowait()
                 if entry is not None and isinstance(entry[2], asyncio.Future):
                     entry[2].add_done_callback(_discard_outcome)
+                if entry is not None and entry[3] is not None:
+                    entry[3].set_attribute("greenlane.status.answer", "none: the client left")
+                    entry[3].end()
+
+    async def _answer(
+        self,
+        msg: fleet_pb2.CarStatus,
+        state: CarState | None,
+        outcome: asyncio.Future[Receipt] | fleet_pb2.BookingResponse,
+        span: Span | None,
+        principal: Principal,
+    ) -> fleet_pb2.BookingResponse:
+        """The answer to one status of a stream, once its outcome is known."""
+        if isinstance(outcome, fleet_pb2.BookingResponse):
+            return outcome
+        try:
+            receipt = await outcome
+        except BackendUnavailable as exc:
+            receipt = Receipt({0: str(exc)})
+        if not receipt.stored:
+            reason = receipt.failures[0]
+            if isinstance(reason, Denied):
+                return _denied(msg, reason)
+            metrics.STATUSES_UNAVAILABLE.inc()
+            return fleet_pb2.BookingResponse(
+                car_id=msg.car_id,
+                status=UNAVAILABLE,
+                message=_not_stored(receipt.failures[0]),
+                timestamp=msg.timestamp,
+            )
+        metrics.STATUSES_ACCEPTED.inc()
+        desk = self._desk
+        if state is not None and desk is not None and desk.concerns(state, msg.request_booking):
+            if span is None:
+                # No trace of its own: its booking gets no span either. The instrumented
+                # Redis and Kafka clients would pay for spans nobody records (measured at
+                # a tenth of a saturated ingestion whose cars all book).
+                with suppress_instrumentation():
+                    answer = await desk.handle(state, msg.request_booking, principal)
+            else:  # the booking's spans join the status's trace
+                with trace.use_span(span, end_on_exit=False):
+                    answer = await desk.handle(state, msg.request_booking, principal)
+            return fleet_pb2.BookingResponse(
+                car_id=msg.car_id,
+                status=answer.status,
+                message=answer.message,
+                timestamp=msg.timestamp,
+                booking=answer.booking,
+                setpoint=answer.setpoint,
+            )
+        return fleet_pb2.BookingResponse(
+            car_id=msg.car_id, status=ACCEPTED, message="stored", timestamp=msg.timestamp
+        )
 
     async def _read_statuses(
         self,
@@ -209,14 +243,19 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         limited = metrics.LIMITED.labels(principal.fleet, "rate")
         claim = _claim(principal)
         take = self._limiter.take
+        call = call_context()  # the stream's span (the reader runs in the call's context)
+        tracing = self._spans.enabled
         try:
             async for msg in request_iterator:
                 received.inc()
                 t = time.monotonic()
+                span = None
+                if tracing and msg.trace_context:  # the client traces this status
+                    span = self._spans.start(msg, "StreamTelemetry", call)
                 try:
                     state = to_state(msg, now_ms())
                 except InvalidField as err:
-                    await answers.put((msg, None, _rejection(msg, err)))
+                    await answers.put((msg, None, _rejection(msg, err), span))
                     continue
                 wait = take(principal, 1, t)
                 if wait:
@@ -234,17 +273,19 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                                 timestamp=msg.timestamp,
                                 retry_after_ms=retry,
                             ),
+                            span,
                         )
                     )
                     await asyncio.sleep(min(wait, MAX_LIMITED_PAUSE_SECONDS))
                     continue
                 try:
                     await self._pipeline.wait_for_space()
-                    fut = self._pipeline.submit((state,), t, claim)
+                    traces = None if span is None else (span.get_span_context(),)
+                    fut = self._pipeline.submit((state,), t, claim, traces)
                 except BackendUnavailable as exc:
                     fut = asyncio.get_running_loop().create_future()
                     fut.set_exception(exc)
-                await answers.put((msg, state, fut))
+                await answers.put((msg, state, fut, span))
         except asyncio.CancelledError:
             # The client left: nobody reads the queue any more, so no blocking put here
             # (the handler drains what is left).
@@ -255,9 +296,41 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         await answers.put(None)
 
     async def _store_batch(
-        self, batch: fleet_pb2.CarStatusBatch, received: float, principal: Principal
+        self,
+        batch: fleet_pb2.CarStatusBatch,
+        received: float,
+        principal: Principal,
+        method: str,
     ) -> tuple[fleet_pb2.BatchResponse, bool]:
         """The answer to a batch, and whether every valid item was another fleet's."""
+        statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
+        call = call_context()
+        spans = self._spans.start_all(statuses, method, call)
+        try:
+            answer, all_denied = await self._store_batch_traced(
+                batch, received, principal, spans, call, method
+            )
+        except BaseException:
+            for span in spans.values():
+                span.end()
+            raise
+        for i, span in spans.items():
+            failure = _item_failure(answer, i)
+            if failure is None:
+                finish(span, ACCEPTED, "stored")
+            else:
+                finish(span, failure[0], failure[1])
+        return answer, all_denied
+
+    async def _store_batch_traced(
+        self,
+        batch: fleet_pb2.CarStatusBatch,
+        received: float,
+        principal: Principal,
+        spans: dict[int, Span],
+        call: trace.SpanContext | None,
+        method: str,
+    ) -> tuple[fleet_pb2.BatchResponse, bool]:
         statuses: Sequence[fleet_pb2.CarStatus] = batch.statuses
         metrics.STATUSES_RECEIVED.labels("batch").inc(len(statuses))
         metrics.BATCH_STATUSES.observe(len(statuses))
@@ -298,9 +371,10 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                     f"retry in {retry} ms",
                     retry_after_ms=retry,
                 ), False
+            traces = _batch_traces(len(statuses), invalid_items, spans, call, method)
             try:
                 await self._pipeline.wait_for_space()
-                receipt = await self._pipeline.submit(valid, received, _claim(principal))
+                receipt = await self._pipeline.submit(valid, received, _claim(principal), traces)
             except BackendUnavailable as exc:
                 metrics.STATUSES_UNAVAILABLE.inc(len(valid))
                 return fleet_pb2.BatchResponse(
@@ -381,7 +455,9 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         metrics.OPEN_STREAMS.inc()
         try:
             async for batch in request_iterator:
-                answer, _ = await self._store_batch(batch, time.monotonic(), principal)
+                answer, _ = await self._store_batch(
+                    batch, time.monotonic(), principal, "StreamTelemetryBatches"
+                )
                 yield answer
                 if answer.status == RATE_LIMITED:
                     pause = min(answer.retry_after_ms / 1000, MAX_LIMITED_PAUSE_SECONDS)
@@ -396,7 +472,9 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
         context: grpc.aio.ServicerContext[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse],
     ) -> fleet_pb2.BatchResponse:
         principal = _principal()
-        answer, all_denied = await self._store_batch(request, time.monotonic(), principal)
+        answer, all_denied = await self._store_batch(
+            request, time.monotonic(), principal, "SendBatch"
+        )
         if answer.status == RATE_LIMITED:
             context.set_trailing_metadata(((RETRY_AFTER_KEY, str(answer.retry_after_ms)),))
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, answer.message)
@@ -407,3 +485,35 @@ class FleetTelemetryService(fleet_pb2_grpc.FleetTelemetryServicer):
                 + (f" (and {answer.message})" if len(answer.rejected) > 1 else ""),
             )
         return answer
+
+
+def _batch_traces(
+    size: int,
+    invalid: Sequence[tuple[int, InvalidField]],
+    spans: dict[int, Span],
+    call: trace.SpanContext | None,
+    method: str,
+) -> list[trace.SpanContext | None] | None:
+    """Per valid status of a batch, the trace it belongs to: its own, else (SendBatch only:
+    one call, one answer) the call's. A long-lived stream's span is not a status's trace."""
+    fallback = call if method == "SendBatch" else None
+    if not spans and fallback is None:
+        return None
+    bad = {index for index, _ in invalid}
+    return [
+        spans[i].get_span_context() if i in spans else fallback for i in range(size) if i not in bad
+    ]
+
+
+def _item_failure(
+    answer: fleet_pb2.BatchResponse, index: int
+) -> tuple[fleet_pb2.ResponseStatus.ValueType, str] | None:
+    """How a batch's answer treats its item `index`: None when it is stored."""
+    if answer.status == REJECTED:
+        return REJECTED, answer.message
+    for item in answer.rejected:
+        if item.index == index:
+            return (UNAVAILABLE if not item.field else REJECTED), item.message
+    if answer.status == UNAVAILABLE and answer.accepted == 0:
+        return UNAVAILABLE, answer.message
+    return None

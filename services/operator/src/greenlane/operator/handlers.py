@@ -42,7 +42,7 @@ from greenlane.operator.kube import (
     secret_path,
 )
 from greenlane.operator.metrics import JOBS_CREATED, RECONCILES
-from greenlane.operator.settings import OperatorSettings
+from greenlane.operator.settings import OperatorSettings, trace_env
 from greenlane.operator.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION, SpecError, parse_spec
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,8 @@ class Runtime:
     settings: OperatorSettings
     connection: kopf.ConnectionInfo | None = None
     client: KubeClient = field(init=False)
+    # The operator's own tracing settings, read once, handed to every simulator pod.
+    trace_env: tuple[tuple[str, str], ...] = field(default_factory=lambda: trace_env(os.environ))
 
     def __post_init__(self) -> None:
         self.client = KubeClient(lambda: self.connection)
@@ -77,6 +79,7 @@ class Runtime:
             requests={"cpu": s.simulator_cpu_request, "memory": s.simulator_memory_request},
             limits={"cpu": s.simulator_cpu_limit, "memory": s.simulator_memory_limit},
             pull_secrets=s.simulator_image_pull_secrets,
+            env=self.trace_env,
         )
 
 

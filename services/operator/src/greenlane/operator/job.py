@@ -44,6 +44,9 @@ class SimulatorDefaults:
     # Secrets the kubelet pulls the image with (a private registry): the chart passes its
     # global.imagePullSecrets, the same the operator's own pod uses.
     pull_secrets: tuple[str, ...] = ()
+    # More variables for every simulator pod: the operator's own tracing settings
+    # (settings.TRACE_VARIABLES), so a FleetSimulation's cars trace like the platform.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def _digest(text: str, size: int = 6) -> str:
@@ -206,6 +209,7 @@ def build_job(
                                     },
                                 },
                                 {"name": "GREENLANE_LOG_FORMAT", "value": "json"},
+                                *({"name": k, "value": v} for k, v in defaults.env),
                             ],
                             "resources": _resources(spec, defaults),
                             "terminationMessagePath": SUMMARY_PATH,

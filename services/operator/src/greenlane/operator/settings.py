@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
@@ -14,6 +15,24 @@ from greenlane.operator.spec import TARGET_PATTERN
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 # A Secret's name: a DNS subdomain.
 SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+# What a simulator pod needs to trace like the platform (docs/observability.md): the
+# chart gives the operator's pod the same OTEL_* as every component.
+TRACE_VARIABLES: Final = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_INSECURE",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_PYTHON_GRPC_EXCLUDED_SERVICES",
+    "GREENLANE_TRACE_RATIO",
+)
+
+
+def trace_env(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The tracing variables set in `environ`, in TRACE_VARIABLES order."""
+    return tuple((name, environ[name]) for name in TRACE_VARIABLES if environ.get(name))
 
 
 class OperatorSettings(BaseServiceSettings):

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import httpx
-from opentelemetry import propagate
+from opentelemetry import trace
 
 from greenlane.core.errors import GreenLaneError
 from greenlane.pricing_worker import metrics
@@ -43,7 +43,11 @@ class GridClient:
         timeout: float = 5.0,
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
+        traced: bool = False,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
+        """traced: each request gets a CLIENT span (opentelemetry-instrumentation-httpx),
+        whose trace context the grid continues."""
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             timeout=httpx.Timeout(timeout),
@@ -53,18 +57,20 @@ class GridClient:
             transport=transport,
             headers={"user-agent": "greenlane-pricing-worker"},
         )
+        if traced:
+            from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+            HTTPXClientInstrumentor.instrument_client(self._client, tracer_provider=tracer_provider)
 
     async def aclose(self) -> None:
         await self._client.aclose()
 
     async def _get(self, endpoint: str, params: dict[str, str]) -> Any:
-        headers: dict[str, str] = {}
-        propagate.inject(headers)  # the grid continues the batch's trace
         started = time.perf_counter()
         outcome = "unavailable"
         try:
             try:
-                response = await self._client.get(endpoint, params=params, headers=headers)
+                response = await self._client.get(endpoint, params=params)
             except httpx.HTTPError as exc:
                 raise GridUnavailable(f"{endpoint}: {type(exc).__name__}: {exc}") from None
             if response.status_code == 400 and _refuses_parameter(response):

@@ -18,6 +18,7 @@ from opentelemetry.trace import TracerProvider
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.lifecycle import Readiness
 from greenlane.core.telemetry import HttpServer, probes_app
+from greenlane.core.tracing import exporting
 from greenlane.pricing_worker.grid import GridClient
 from greenlane.pricing_worker.pricer import Pricer
 from greenlane.pricing_worker.settings import PricingWorkerSettings
@@ -98,10 +99,15 @@ async def _start(
             f"creation of Kafka topic {topic}",
         )
 
+    # Spans of the grid calls and SQL statements when they go somewhere (or to a test's
+    # provider); the batch's own spans are there either way (unsampled when untraced).
+    traced = tracer_provider is not None or exporting()
     pool = make_pool(
         settings.database_url.get_secret_value(),
         size=settings.pricing_db_pool_size,
         timeout=settings.pricing_db_timeout_seconds,
+        traced=traced,
+        tracer_provider=tracer_provider,
     )
     await pool.open(wait=False)  # a database still starting is retried per batch
     stack.push_async_callback(pool.close)
@@ -110,6 +116,8 @@ async def _start(
         settings.grid_url,
         timeout=settings.pricing_http_timeout_seconds,
         max_connections=settings.pricing_http_concurrency,
+        traced=traced,
+        tracer_provider=tracer_provider,
     )
     stack.push_async_callback(client.aclose)
     pricer = Pricer(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from opentelemetry.trace import TracerProvider
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -105,17 +107,45 @@ async def prepare_connection(conn: AsyncConnection[TupleRow]) -> None:
     await conn.execute(_CREATE_STAGING)
 
 
-def make_pool(conninfo: str, *, size: int, timeout: float) -> AsyncConnectionPool:
-    """A pool opened later (`await pool.open()`), connections in autocommit mode."""
+def _traced_preparation(
+    tracer_provider: TracerProvider | None,
+) -> Callable[[AsyncConnection[TupleRow]], Awaitable[None]]:
+    """prepare_connection, then a span per SQL statement (opentelemetry-instrumentation-psycopg;
+    COPY is covered by the worker's own span)."""
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    async def prepare(conn: AsyncConnection[TupleRow]) -> None:
+        await prepare_connection(conn)
+        PsycopgInstrumentor.instrument_connection(conn, tracer_provider=tracer_provider)
+
+    return prepare
+
+
+async def _check(conn: AsyncConnection[TupleRow]) -> None:
+    # The pool's probe of a connection is no statement worth a span.
+    with suppress_instrumentation():
+        await AsyncConnectionPool.check_connection(conn)
+
+
+def make_pool(
+    conninfo: str,
+    *,
+    size: int,
+    timeout: float,
+    traced: bool = False,
+    tracer_provider: TracerProvider | None = None,
+) -> AsyncConnectionPool:
+    """A pool opened later (`await pool.open()`), connections in autocommit mode; traced:
+    its statements get spans."""
     return AsyncConnectionPool(
         conninfo,
         min_size=1,
         max_size=size,
         open=False,
         timeout=timeout,
-        configure=prepare_connection,
+        configure=_traced_preparation(tracer_provider) if traced else prepare_connection,
         # A connection broken by a database restart is replaced before a batch gets it.
-        check=AsyncConnectionPool.check_connection,
+        check=_check if traced else AsyncConnectionPool.check_connection,
         kwargs={"connect_timeout": max(1, int(timeout))},
         name="pricing-worker",
     )

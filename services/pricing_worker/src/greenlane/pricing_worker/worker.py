@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import psycopg
 import psycopg_pool
@@ -16,11 +16,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from opentelemetry import trace
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import CarState, parse_event, row_values
-from greenlane.core.telemetry import extract_trace_context
+from greenlane.core.telemetry import continue_and_link, traced_record
 from greenlane.pricing_worker import metrics
 from greenlane.pricing_worker.dlq import DeadLetter, DlqReason, send_dead_letters
 from greenlane.pricing_worker.pricer import GridDown, Priced, Pricer
@@ -51,7 +51,10 @@ class Record(Protocol):
 
 
 IDLE_POLL_MS: Final = 500
-MAX_SPAN_LINKS: Final = 32
+BATCH_SPAN: Final = "pricing batch"
+GRID_SPAN: Final = "grid price"
+DB_SPAN: Final = "database write"
+DLQ_SPAN: Final = "dead letters"
 LAG_INTERVAL_SECONDS: Final = 1.0
 # Every other registered kind (booking events, plans) carries no energy of its own: it
 # is skipped, not dead-lettered; an unregistered kind is invalid.
@@ -241,30 +244,38 @@ class PricingWorker:
             code, reason, r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers or ())
         )
 
-    def _links(self, records: Sequence[Record]) -> list[Link]:
-        links: list[Link] = []
-        for r in records[1 : MAX_SPAN_LINKS + 1]:
-            context: Any = extract_trace_context(list(r.headers or ()))
-            span_context = trace.get_current_span(context).get_span_context()
-            if span_context.is_valid:
-                links.append(Link(span_context))
-        return links
-
     async def process(self, records: Sequence[Record]) -> BatchResult:
-        """One batch, from messages to committed offsets; BatchAbandoned if interrupted."""
-        first = records[0]
-        context: Any = extract_trace_context(list(first.headers or ()))
-        with self._tracer.start_as_current_span(
-            "pricing batch", context=context, kind=SpanKind.CONSUMER, links=self._links(records)
+        """One batch, from messages to committed offsets; BatchAbandoned if interrupted.
+
+        Its span continues the trace of its first traced record and links every other
+        one (core.telemetry.continue_and_link): each priced row's span is reachable from
+        the trace of the status it came from.
+        """
+        traced: list[SpanContext] = []
+        for r in records:
+            context = traced_record(r.headers)
+            if context is not None:
+                traced.append(context)
+        parent, links, dropped = continue_and_link(traced)
+        tracer = self._tracer
+        with tracer.start_as_current_span(
+            BATCH_SPAN, context=parent, kind=SpanKind.CONSUMER, links=links
         ) as span:
+            span.set_attribute("messaging.system", "kafka")
+            span.set_attribute("messaging.batch.message_count", len(records))
             span.set_attribute("greenlane.batch.messages", len(records))
+            span.set_attribute("greenlane.batch.traced", len(traced))
+            if dropped:
+                span.set_attribute("greenlane.links.dropped", dropped)
             events, dead, skipped = self._decode(records)
             instants = {e.instant for e in events}
             priced = Priced({}, {})
             if instants:
-                priced = await self._retry(
-                    "grid", lambda: self._pricer.price(instants), (GridDown,)
-                )
+                with tracer.start_as_current_span(GRID_SPAN) as step:
+                    step.set_attribute("greenlane.grid.instants", len(instants))
+                    priced = await self._retry(
+                        "grid", lambda: self._pricer.price(instants), (GridDown,)
+                    )
             kept: list[_Event] = []
             for e in events:
                 why = priced.failed.get(e.instant)
@@ -272,15 +283,23 @@ class PricingWorker:
                     kept.append(e)
                 else:
                     dead.append(self._dead_letter(e.record, "unpriceable", why))
-            inserted, cache_priced = await self._retry(
-                "database", lambda: self._write(kept, priced.quotes), _DB_ERRORS
-            )
-            if dead:
-                await self._retry(
-                    "dead_letters",
-                    lambda: send_dead_letters(self._producer, self._settings.dlq_topic, dead),
-                    (KafkaError, OSError),
+            with tracer.start_as_current_span(DB_SPAN, kind=SpanKind.CLIENT) as step:
+                step.set_attribute("db.system.name", "postgresql")
+                step.set_attribute("db.collection.name", "charging_sessions")
+                inserted, cache_priced = await self._retry(
+                    "database", lambda: self._write(kept, priced.quotes), _DB_ERRORS
                 )
+                step.set_attribute("greenlane.rows.offered", len(kept))
+                step.set_attribute("greenlane.rows.inserted", inserted)
+            if dead:
+                with tracer.start_as_current_span(DLQ_SPAN, kind=SpanKind.PRODUCER) as step:
+                    step.set_attribute("messaging.destination.name", self._settings.dlq_topic)
+                    step.set_attribute("messaging.batch.message_count", len(dead))
+                    await self._retry(
+                        "dead_letters",
+                        lambda: send_dead_letters(self._producer, self._settings.dlq_topic, dead),
+                        (KafkaError, OSError),
+                    )
             await self._commit(records)
             result = BatchResult(
                 len(records), inserted, len(kept), cache_priced, len(dead), skipped
@@ -289,6 +308,8 @@ class PricingWorker:
             span.set_attribute("greenlane.batch.rows_inserted", inserted)
             span.set_attribute("greenlane.batch.cache_priced", cache_priced)
             span.set_attribute("greenlane.batch.dead_lettered", len(dead))
+            if dead:
+                span.set_status(StatusCode.ERROR, f"{len(dead)} messages dead-lettered")
             return result
 
     def _count(self, result: BatchResult, dead: Sequence[DeadLetter]) -> None:

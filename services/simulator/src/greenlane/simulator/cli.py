@@ -21,6 +21,7 @@ from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.settings import load_settings
+from greenlane.core.tracing import check_tracing_env, exporting, setup_tracing
 from greenlane.simulator.config import (
     DEFAULT_BBOX,
     DEFAULT_CHARGE_BELOW,
@@ -35,6 +36,7 @@ from greenlane.simulator.fleet import FleetError, run_fleet, tune_gc
 from greenlane.simulator.physics import DEFAULT_MAX_CHARGE_KW, DEFAULT_PACK_KWH, BoundingBox
 from greenlane.simulator.settings import SimulatorSettings
 from greenlane.simulator.stats import Stats
+from greenlane.simulator.tracing import traced_channels
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ class Options:
     log_level: LogLevel = "INFO"
     log_format: Literal["human", "json"] = "human"
     warmup: float = 0.0
+    # Spans are exported (OTEL_EXPORTER_OTLP_ENDPOINT): trace statuses and calls.
+    tracing: bool = False
+    # --trace-ratio was given, but spans go nowhere: say so at start.
+    trace_ignored: bool = False
 
 
 def _battery_range(text: str) -> tuple[float, float]:
@@ -319,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="mutual TLS: the client key (default $GREENLANE_TLS_CLIENT_KEY_FILE)",
     )
+    add(
+        "--trace-ratio",
+        type=_field("trace_ratio"),
+        metavar="R",
+        help="share of car statuses that start a trace, 0 to 1 (default $GREENLANE_TRACE_RATIO, "
+        "else 0.01); only when spans are exported: OTEL_EXPORTER_OTLP_ENDPOINT set",
+    )
     add("--json", action="store_true", help="print the summary as one JSON object on stdout")
     add("--no-progress", action="store_true", help="no live progress line on stderr")
     add(
@@ -344,8 +357,11 @@ def parse_options(
     try:
         # Read after the flags, so --help works whatever the environment holds.
         env = settings if settings is not None else load_settings(SimulatorSettings)
+        check_tracing_env()
     except ConfigurationError as exc:
         parser.error(str(exc))
+    tracing = exporting()
+    ratio = args.trace_ratio if args.trace_ratio is not None else env.trace_ratio
     interval = 0.0 if args.saturate else (2.0 if args.interval is None else args.interval)
     try:
         config = FleetConfig(
@@ -377,6 +393,8 @@ def parse_options(
             tls_ca_file=args.tls_ca or env.tls_ca_file,
             tls_cert_file=args.tls_cert or env.tls_client_cert_file,
             tls_key_file=args.tls_key or env.tls_client_key_file,
+            # Traces that go nowhere would cost the cars for nothing.
+            trace_ratio=ratio if tracing else 0.0,
         )
     except ValidationError as exc:
         # Every flag is checked by its own type above, so what is left came from the
@@ -391,6 +409,8 @@ def parse_options(
         log_level=args.log_level or env.log_level,
         log_format=env.log_format,
         warmup=args.warmup,
+        tracing=tracing,
+        trace_ignored=not tracing and bool(args.trace_ratio),
     )
 
 
@@ -406,6 +426,7 @@ def summary(config: FleetConfig, stats: Stats, result: str, error: str | None) -
         "saturate": config.saturating,
         "batch_size": config.batch_size,
         "charge_speedup": config.charge_speedup,
+        "trace_ratio": config.trace_ratio,
         **stats.to_dict(),
     }
 
@@ -418,18 +439,33 @@ async def main(options: Options) -> int:
     stop = shutdown_event()
     stats = Stats(warmup_s=options.warmup)
     error: str | None = None
+    provider = setup_tracing("simulator") if options.tracing else None
+    interceptors = traced_channels() if provider is not None else []
+    if provider is not None:
+        log.info(
+            "tracing %g of the car statuses%s",
+            config.trace_ratio,
+            "" if interceptors else " (no spans of the streams themselves)",
+        )
+    elif options.trace_ignored:
+        log.warning(
+            "--trace-ratio: no status is traced, spans go nowhere without "
+            "OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
     try:
         if options.progress:
             async with live_progress(stats, len(config.shard), Console(stderr=True)):
-                await run_fleet(config, stats, stop)
+                await run_fleet(config, stats, stop, interceptors=interceptors)
         else:
-            await run_fleet(config, stats, stop)
+            await run_fleet(config, stats, stop, interceptors=interceptors)
     except FleetError as exc:
         error = str(exc)
     except Exception as exc:
         # A bug, not a refusal: keep the traceback, and still report what the run did.
         log.exception("the run failed")
         error = f"unexpected error: {exc!r}"
+    if provider is not None:
+        await asyncio.to_thread(provider.shutdown)  # exports the spans still queued
     result = "failed" if error else ("stopped" if stop.is_set() else "completed")
     report = summary(config, stats, result, error)
     line = json.dumps(report) + "\n"

@@ -105,6 +105,8 @@ class FleetConfig(BaseModel):
     initial_battery: tuple[float, float] = (INITIAL_BATTERY_MIN, INITIAL_BATTERY_MAX)
     # At the end, how long to wait for the answers still outstanding.
     drain_timeout: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
+    # The share of car statuses that start a trace of their own (0: none; see tracing.py).
+    trace_ratio: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
     backoff_initial: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
     backoff_max: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
     # TLS: the CA that signed ingestion's certificate ("" = plaintext); with a client

@@ -31,13 +31,14 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 from zoneinfo import ZoneInfo
 
 import grpc
+from opentelemetry.trace import Span, TracerProvider
 
 from greenlane.core.errors import GreenLaneError
 from greenlane.core.events import CAR_ID_PATTERN
@@ -56,6 +57,7 @@ from greenlane.simulator.physics import (
     step,
 )
 from greenlane.simulator.stats import Stats
+from greenlane.simulator.tracing import StatusTracer, answered, unanswered
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 __all__ = ["FleetConfig", "FleetError", "TokenRefused", "run_fleet", "tune_gc"]
@@ -157,12 +159,20 @@ class _Sent:
     at: float  # perf_counter seconds, just before write()
     count: int  # statuses in the message
     timestamp: int  # of the last status, which the answer echoes
+    # (index in the message, span) of its traced statuses; None when none is traced
+    spans: list[tuple[int, Span]] | None = None
 
 
 class _Fleet:
     """What all cars of a run share: configuration, stubs, counters and the end signal."""
 
-    def __init__(self, config: FleetConfig, stats: Stats, channels: list[grpc.aio.Channel]):
+    def __init__(
+        self,
+        config: FleetConfig,
+        stats: Stats,
+        channels: list[grpc.aio.Channel],
+        tracer_provider: TracerProvider | None = None,
+    ):
         self.config = config
         self.stats = stats
         self.box = config.box
@@ -172,6 +182,9 @@ class _Fleet:
         self._zone = config.zone
         self._moment = moment_at(_now_ms(), self._zone, config.night_from, config.morning)
         self.metadata = ((TOKEN_METADATA_KEY, config.token.get_secret_value()),)
+        ratio = config.trace_ratio
+        self.tracer = StatusTracer(ratio, tracer_provider) if ratio > 0 else None
+        self.method = "StreamTelemetryBatches" if config.batch_size > 1 else "StreamTelemetry"
         stubs = [fleet_pb2_grpc.FleetTelemetryStub(ch) for ch in channels]
         rng = random.Random(config.seed)
         # The whole fleet, then this shard of it: a car is the same whichever process
@@ -265,6 +278,8 @@ class _CarStream:
         self.booking_expires_ms = _NEVER_MS
         # The latest setpoint of the car's plan, (kW, until Unix ms), while plugged in.
         self.setpoint: tuple[float, int] | None = None
+        # Spans of the traced statuses of the message being built, by index in it.
+        self.new_spans: list[tuple[int, Span]] | None = None
 
     async def run(self) -> None:
         try:
@@ -350,6 +365,9 @@ class _CarStream:
                 await asyncio.gather(reader, return_exceptions=True)
             call.cancel()  # no-op when the call already ended
             stats.record_unanswered(sum(sent.count for sent in self.pending))
+            for sent in self.pending:
+                if sent.spans:
+                    unanswered([span for _, span in sent.spans], "no answer: the stream ended")
             self.pending.clear()
 
     async def _write(
@@ -369,12 +387,15 @@ class _CarStream:
                 await self._wait(None)  # the reader wakes us on the next answer
                 continue
             message, count = next_message()
-            self.pending.append(_Sent(time.perf_counter(), count, self.last_timestamp))
+            spans, self.new_spans = self.new_spans, None
+            self.pending.append(_Sent(time.perf_counter(), count, self.last_timestamp, spans))
             try:
                 await call.write(message)
             except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
                 # The call ended under us: this message never left; the reader says why.
                 self.pending.pop()
+                if spans:
+                    unanswered([span for _, span in spans], "not sent: the stream ended")
                 return
             self.fleet.stats.record_sent(count)
             if not cfg.saturating:
@@ -382,7 +403,7 @@ class _CarStream:
                 if self.next_due <= now:  # stalled for a whole interval: realign, no burst
                     self.next_due = now + cfg.interval
 
-    def _advance(self, dt_s: float) -> fleet_pb2.CarStatus:
+    def _advance(self, dt_s: float, index: int = 0) -> fleet_pb2.CarStatus:
         """Step the physics and stamp the new status with a strictly rising time."""
         fleet = self.fleet
         stats = fleet.stats
@@ -442,6 +463,12 @@ class _CarStream:
                 status.depart_at = car.depart_at
         elif car.mode is Mode.DRIVING and (car.battery < fleet.charge_below or car.battery <= 0):
             status.request_booking = True
+        if fleet.tracer is not None:
+            span = fleet.tracer.maybe_trace(status, fleet.method)
+            if span is not None:
+                if self.new_spans is None:
+                    self.new_spans = []
+                self.new_spans.append((index, span))
         return status
 
     def _booked(self, booking: fleet_pb2.Booking) -> None:
@@ -472,7 +499,8 @@ class _CarStream:
         # A batch holds the statuses the car measured during one update period.
         size = self.fleet.config.batch_size
         dt = self.fleet.config.step_s / size
-        return fleet_pb2.CarStatusBatch(statuses=[self._advance(dt) for _ in range(size)]), size
+        statuses = [self._advance(dt, i) for i in range(size)]
+        return fleet_pb2.CarStatusBatch(statuses=statuses), size
 
     def _answered(self) -> _Sent | None:
         self.answers += 1
@@ -493,6 +521,8 @@ class _CarStream:
                 if sent is None:
                     continue
                 latency = time.perf_counter() - sent.at
+                if sent.spans:
+                    answered([span for _, span in sent.spans], answer.status, answer.message)
                 field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
                 stats.record_answer(latency, **{field: 1})
                 if answer.HasField("setpoint"):
@@ -518,6 +548,8 @@ class _CarStream:
                 if sent is None:
                     continue
                 latency = time.perf_counter() - sent.at
+                if sent.spans:
+                    _batch_answered(sent.spans, answer)
                 for item in answer.rejected[:1]:
                     self.fleet.rejected(item.car_id, item.field, item.message)
                 if answer.status == _S.ACCEPTED:
@@ -538,6 +570,20 @@ class _CarStream:
             self.wake.set()
 
 
+def _batch_answered(spans: Sequence[tuple[int, Span]], answer: fleet_pb2.BatchResponse) -> None:
+    """End the spans of a batch's traced statuses, each with what became of it."""
+    items = {item.index: item for item in answer.rejected}
+    for index, span in spans:
+        item = items.get(index)
+        if item is not None:
+            status = _S.REJECTED if item.field else _S.UNAVAILABLE
+            answered([span], status, item.message)
+        elif answer.status == _S.ACCEPTED or answer.accepted:
+            answered([span], _S.ACCEPTED, answer.message)
+        else:
+            answered([span], answer.status, answer.message)
+
+
 async def _wait_for_end(fleet: _Fleet, stop: asyncio.Event, duration: float | None) -> None:
     waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(fleet.failed.wait())]
     try:
@@ -548,10 +594,15 @@ async def _wait_for_end(fleet: _Fleet, stop: asyncio.Event, duration: float | No
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
-def open_channel(config: FleetConfig) -> grpc.aio.Channel:
+def open_channel(
+    config: FleetConfig, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
+) -> grpc.aio.Channel:
     """A channel to ingestion: plaintext, TLS, or mutual TLS (FleetConfig.tls_*)."""
+    chosen = list(interceptors) or None
     if not config.tls_ca_file:
-        return grpc.aio.insecure_channel(config.target, options=_CHANNEL_OPTIONS)
+        return grpc.aio.insecure_channel(
+            config.target, options=_CHANNEL_OPTIONS, interceptors=chosen
+        )
     with open(config.tls_ca_file, "rb") as f:
         ca = f.read()
     cert = key = None
@@ -561,20 +612,31 @@ def open_channel(config: FleetConfig) -> grpc.aio.Channel:
         with open(config.tls_key_file, "rb") as f:
             key = f.read()
     credentials = grpc.ssl_channel_credentials(ca, key, cert)
-    return grpc.aio.secure_channel(config.target, credentials, options=_CHANNEL_OPTIONS)
+    return grpc.aio.secure_channel(
+        config.target, credentials, options=_CHANNEL_OPTIONS, interceptors=chosen
+    )
 
 
-async def run_fleet(config: FleetConfig, stats: Stats, stop: asyncio.Event | None = None) -> Stats:
+async def run_fleet(
+    config: FleetConfig,
+    stats: Stats,
+    stop: asyncio.Event | None = None,
+    *,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+    tracer_provider: TracerProvider | None = None,
+) -> Stats:
     """Drive the cars of `config.shard` until `config.duration` elapses or `stop` is set.
 
     Returns `stats`, filled in. Raises FleetError (TokenRefused for UNAUTHENTICATED)
     when the run cannot go on; `stats` then holds what happened until then.
+    `interceptors` go on every channel (the CLI's gRPC client spans when it exports);
+    the statuses' spans go to `tracer_provider` (default: the global one).
     """
     stop = stop if stop is not None else asyncio.Event()
-    channels = [open_channel(config) for _ in range(config.channel_count)]
+    channels = [open_channel(config, interceptors) for _ in range(config.channel_count)]
     stats.start(time.monotonic())
     try:
-        fleet = _Fleet(config, stats, channels)
+        fleet = _Fleet(config, stats, channels, tracer_provider)
         log.info(
             "driving %d cars against %s over %d channel(s), %s",
             len(fleet.cars),

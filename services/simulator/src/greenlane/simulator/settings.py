@@ -19,6 +19,9 @@ class SimulatorSettings(BaseServiceSettings):
     tls_client_key_file: str = ""
     # The server's list; a client on the same environment can use its first token.
     api_tokens: TokenList = Field(default_factory=list)
+    # GREENLANE_TRACE_RATIO: the share of car statuses that start a trace, when the
+    # process exports spans (OTEL_EXPORTER_OTLP_ENDPOINT); --trace-ratio overrides it.
+    trace_ratio: float = Field(0.01, ge=0.0, le=1.0, allow_inf_nan=False)
 
     @field_validator("ingestion_addr")
     @classmethod
