@@ -61,7 +61,10 @@ def test_a_field_survives_every_hop(name: str, rule: FieldRule) -> None:
     state = to_state(msg, NOW)
     raw = state.to_json()
     parsed = parse_event(raw, NOW).state
-    hashed = state_from_hash(state.car_id, dict(zip(REDIS_FIELDS, _values(state)[1:], strict=True)))
+    # ARGV per status: car_id, the hash fields, then the fleet claiming the car.
+    argv = _values(state, "fleet-rt")
+    assert (argv[0], argv[-1]) == (state.car_id, "fleet-rt")
+    hashed = state_from_hash(state.car_id, dict(zip(REDIS_FIELDS, argv[1:-1], strict=True)))
     event = _Event(record=None, state=state, event_type="telemetry", instant=NOW)  # type: ignore[arg-type]
     row = PricingWorker._row(event, 0.0, "driving", "s-1", Quote(0.25, 0.5, "grid"))  # noqa: SLF001
 

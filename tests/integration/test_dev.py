@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from greenlane.cli.devstack import Ports
 from greenlane.cli.embedded import free_port, port_is_free
+from greenlane.core import keys
 
 pytestmark = pytest.mark.integration
 
@@ -94,6 +96,12 @@ def test_sigterm_stops_every_child_and_frees_every_port(
                 break
             seen += line
         assert b"platform up" in seen, seen.decode()[-3000:]
+        # dev reports a run in which no data arrived as failed (exit 1): stop it once the
+        # fleet's first status is in Redis, not in the race of the simulator's start.
+        client = redis.Redis(port=ports["redis"])
+        while not client.zcard(keys.FLEET_LOCATIONS) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.close()
 
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=90)
