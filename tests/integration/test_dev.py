@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -88,12 +89,15 @@ def test_sigterm_stops_every_child_and_frees_every_port(
     try:
         deadline = time.monotonic() + 120
         seen = b""
-        while b"platform up" not in seen and time.monotonic() < deadline:
+        # Up, and the fleet's first statuses in (a status line counts them): a SIGTERM
+        # before any data arrived would rightly end in "no data reached Redis".
+        while not re.search(rb"cars in fleet:locations: [1-9]", seen):
             line = proc.stdout.readline()
-            if not line:
+            if not line or time.monotonic() > deadline:
                 break
             seen += line
         assert b"platform up" in seen, seen.decode()[-3000:]
+        assert re.search(rb"cars in fleet:locations: [1-9]", seen), seen.decode()[-3000:]
 
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=90)
