@@ -132,7 +132,8 @@ def test_no_secret_has_a_default_but_the_local_database_password() -> None:
     clients = [
         s for s in MODEL["services"].values() if "GREENLANE_REDIS_URL" in s.get("environment", {})
     ]
-    assert len(clients) == 2
+    # ingestion, the planner and the hub
+    assert len(clients) == 3
     for client in clients:
         assert client["environment"]["GREENLANE_REDIS_URL"].startswith(
             "redis://:${GREENLANE_REDIS_PASSWORD:?"
