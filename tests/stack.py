@@ -42,6 +42,7 @@ async def read_topic(
                     event = json.loads(record.value)
                     event["_key"] = record.key.decode() if record.key else None
                     event["_partition"] = record.partition
+                    event["_headers"] = {k: v.decode() for k, v in record.headers or ()}
                     events.append(event)
             if expect is not None and len(events) < expect:
                 ends = await consumer.end_offsets(tps)

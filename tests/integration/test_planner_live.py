@@ -21,11 +21,16 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from stack import read_topic
 
 from greenlane.cli.embedded import EmbeddedKafka, EmbeddedPostgres, EmbeddedRedis, free_port
 from greenlane.core import keys
+from greenlane.core.events import encode_event, validate_car_status
 from greenlane.core.keys import Region
 from greenlane.core.migrations import apply_migrations
 from greenlane.core.plans import read_plan, read_schedule
@@ -134,9 +139,9 @@ async def planner_factory(
 ) -> AsyncIterator[Callable[..., Any]]:
     started: list[Running] = []
 
-    async def start(**overrides: object) -> Running:
+    async def start(tracer_provider: TracerProvider | None = None, **overrides: object) -> Running:
         settings = planner_settings(redis_server, kafka_server, topic, grid, **overrides)
-        live = LivePlanner(settings)
+        live = LivePlanner(settings, tracer_provider=tracer_provider)
         await live.start()
         api = HttpServer(planner_app(settings, live=live), "127.0.0.1", 0)
         await api.start()
@@ -457,6 +462,69 @@ async def test_a_fleet_reads_and_steers_only_its_own_cars_plans(
     assert [s["site_kw"] for s in theirs["slots"]] == [s["site_kw"] for s in mine["slots"]]
     assert acme_goal.status_code == 403 and "another fleet" in acme_goal.json()["detail"]
     assert await redis_client.exists(keys.goal("car-fleet")) == 0
+
+
+def traceparent(n: int) -> list[tuple[str, bytes]]:
+    """Kafka headers of a sampled trace numbered n, as ingestion writes them."""
+    return [("traceparent", f"00-{n:032x}-{n:016x}-01".encode())]
+
+
+async def test_a_re_plan_continues_the_trace_of_the_event_that_caused_it_and_links_the_others(
+    planner_factory: Callable[..., Any],
+    stub: fleet_pb2_grpc.FleetTelemetryStub,  # ingestion: it makes the topic
+    redis_client: Redis,
+    kafka_server: EmbeddedKafka,
+    topic: str,
+) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    planner = await planner_factory(tracer_provider=provider, planner_coalesce_seconds=0.5)
+    station = await load_site(redis_client, planner.region, "site-t", 50.0, 50.0)
+    await ready(planner)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_server.url)
+    await producer.start()
+    try:
+        # Two cars plug in within one coalescing window, each status traced by its car.
+        for n, car_id in ((0xA1, "car-trace-1"), (0xB2, "car-trace-2")):
+            state = validate_car_status(
+                now_ms=now_ms(),
+                car_id=car_id,
+                lat=LAT,
+                lon=LON,
+                battery=30.0,
+                velocity=0.0,
+                timestamp=now_ms(),
+                station_id=station,
+            )
+            await producer.send_and_wait(
+                topic,
+                encode_event("telemetry", state),
+                key=car_id.encode(),
+                headers=traceparent(n),
+            )
+    finally:
+        await producer.stop()
+
+    def replan() -> Any:
+        for span in spans.get_finished_spans():
+            if span.name == "planner.replan" and span.attributes.get("greenlane.planner.traced"):
+                return span
+        return None
+
+    span = await eventually(replan, what="a re-plan span of the traced events")
+    await eventually(lambda: read_plan(redis_client, "car-trace-2"), what="a plan")
+    events = await read_topic(kafka_server.url, topic)
+
+    assert span.parent is not None and span.context is not None
+    assert (span.context.trace_id, span.parent.span_id) == (0xA1, 0xA1)
+    assert [link.context.trace_id for link in span.links] == [0xB2]
+    assert span.attributes["greenlane.planner.site_id"] == "site-t"
+    assert span.attributes["greenlane.planner.traced"] == 2
+    # The plan events carry the re-plan's trace, so their consumers join it.
+    plan_events = [e for e in events if e["event_type"] == "charging_plan"]
+    assert plan_events
+    assert {e["_headers"].get("traceparent", "")[3:35] for e in plan_events} >= {f"{0xA1:032x}"}
 
 
 async def greenlane_cli(*args: str) -> tuple[int, str, str]:

@@ -34,6 +34,7 @@ from typing import Any, Final
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from opentelemetry import trace
+from opentelemetry.trace import SpanContext
 from redis.exceptions import RedisError
 
 from greenlane.core.errors import InvalidField
@@ -43,6 +44,12 @@ from greenlane.core.keys import Region
 from greenlane.core.plans import CHARGING_GOAL, CarPlan, SiteSchedule
 from greenlane.core.quotes import Curve
 from greenlane.core.redis_state import RedisClient, connect
+from greenlane.core.telemetry import (
+    MAX_LINKS,
+    continue_and_link,
+    inject_trace_headers,
+    traced_record,
+)
 from greenlane.planner import metrics, store
 from greenlane.planner.fleet import CarSpec, FleetPicture, Goal
 from greenlane.planner.forecast import (
@@ -59,6 +66,7 @@ from greenlane.planner.settings import PlannerSettings
 log = logging.getLogger(__name__)
 
 CLIENT_ID: Final = "greenlane-planner"
+REPLAN_SPAN: Final = "planner.replan"
 POLL_MS: Final = 200
 MAX_RECORDS: Final = 10_000
 # A booking lasts 20 minutes (ingestion's default); a car booked longer ago than this
@@ -118,6 +126,7 @@ class LivePlanner:
         *,
         clock: Callable[[], float] = time.time,
         me: str | None = None,
+        tracer_provider: trace.TracerProvider | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -145,6 +154,9 @@ class LivePlanner:
         )
         self._workers = asyncio.Semaphore(settings.planner_solve_workers)
         self._pending: set[str] = set()
+        # Per site, the traced events (sampled span contexts) its next re-plan answers:
+        # that re-plan's span continues the first one's trace and links the others.
+        self._causes: dict[str, list[SpanContext]] = {}
         self._replans: dict[str, asyncio.Task[None]] = {}
         self._published: dict[str, set[str]] = {}  # site -> cars of its last plan
         self._sent: dict[str, _Sent] = {}
@@ -152,7 +164,7 @@ class LivePlanner:
         self._last_plan_ms: dict[str, int] = {}
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._tracer = trace.get_tracer(__name__)
+        self._tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
 
     @property
     def me(self) -> str:
@@ -288,8 +300,15 @@ class LivePlanner:
             schedule = empty_schedule(site, now, prices, self.rules)
         else:
             problem, contexts = site_problem(site, cars, now, prices, self.rules)
-            with self._tracer.start_as_current_span("planner.replan") as span:
+            causes = self._causes.pop(site_id, [])
+            parent, links, dropped = continue_and_link(causes)
+            with self._tracer.start_as_current_span(
+                REPLAN_SPAN, context=parent, links=links
+            ) as span:
                 span.set_attribute("greenlane.planner.kind", "site")
+                span.set_attribute("greenlane.planner.traced", len(causes))
+                if dropped:
+                    span.set_attribute("greenlane.links.dropped", dropped)
                 span.set_attribute("greenlane.planner.site_id", site_id)
                 span.set_attribute("greenlane.planner.cars", len(cars))
                 async with self._workers:
@@ -308,9 +327,12 @@ class LivePlanner:
                         log.warning("site %s: no plan: %s", site_id, exc)
                         return None
                 span.set_attribute("greenlane.planner.feasible", plan.feasible)
-            metrics.SOLVES.labels(kind="site").inc()
-            metrics.SOLVE_SECONDS.observe(plan.solve_seconds)
-            schedule = site_schedule(site, contexts, problem, plan, now)
+                metrics.SOLVES.labels(kind="site").inc()
+                metrics.SOLVE_SECONDS.observe(plan.solve_seconds)
+                schedule = site_schedule(site, contexts, problem, plan, now)
+                # In the span: the plan events carry its trace to their consumers.
+                await self.publish(schedule)
+            return schedule
         await self.publish(schedule)
         return schedule
 
@@ -338,6 +360,8 @@ class LivePlanner:
             return
         await asyncio.wait_for(self.producer_ready.wait(), PUBLISH_TIMEOUT_S)
         slot_ms = self.rules.slot_ms
+        # The current span's trace (a re-plan's, when it is sampled), else none.
+        headers = inject_trace_headers() if trace.get_current_span().is_recording() else None
         futures = []
         sent: list[tuple[str, _Sent]] = []
         for plan in plans:
@@ -347,7 +371,10 @@ class LivePlanner:
                 continue
             futures.append(
                 await self.producer.send(
-                    self.settings.fleet_events_topic, plan.event(now_ms), key=plan.car_id.encode()
+                    self.settings.fleet_events_topic,
+                    plan.event(now_ms),
+                    key=plan.car_id.encode(),
+                    headers=headers,
                 )
             )
             sent.append((plan.car_id, _Sent(signature, now_ms)))
@@ -472,7 +499,10 @@ class LivePlanner:
                         positions[tp] = record.offset + 1
                         if record.timestamp < cutoff:
                             continue
-                        touched |= self.apply(record.value, int(record.timestamp))
+                        sites = self.apply(record.value, int(record.timestamp))
+                        if sites:
+                            touched |= sites
+                            self._note_causes(sites, record.headers)
                 if not self.caught_up:
                     if all(positions[tp] >= ends.get(tp, 0) for tp in tps) or not batch:
                         self._caught_up(touched)
@@ -482,6 +512,18 @@ class LivePlanner:
         finally:
             with contextlib.suppress(KafkaError, OSError, TimeoutError):
                 await asyncio.wait_for(consumer.stop(), STOP_TIMEOUT_S)
+
+    def _note_causes(self, sites: set[str], headers: Any) -> None:
+        """Remember a traced event as a cause of its sites' next re-plan (bounded)."""
+        if not self.caught_up:
+            return  # the catch-up plan answers the whole replay, not one event
+        cause = traced_record(headers)
+        if cause is None:
+            return
+        for site_id in sites:
+            causes = self._causes.setdefault(site_id, [])
+            if len(causes) <= MAX_LINKS:
+                causes.append(cause)
 
     def _caught_up(self, touched: set[str]) -> None:
         self.caught_up = True
