@@ -91,6 +91,7 @@ async def test_every_accepted_status_is_in_kafka_in_car_order_and_redis_holds_th
             "fleet": "dev",  # the fleet that sent it (the dev token's)
             "_key": car_id,
             "_partition": mine[-1]["_partition"],
+            "_headers": {},  # an untraced status's record carries no trace context
         }
     members = {m.decode() for m in await redis_client.zrange(keys.FLEET_LOCATIONS, 0, -1)}
     assert members == set(sent)
