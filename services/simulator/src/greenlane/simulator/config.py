@@ -82,6 +82,10 @@ class FleetConfig(BaseModel):
     initial_battery: tuple[float, float] = (INITIAL_BATTERY_MIN, INITIAL_BATTERY_MAX)
     # At the end, how long to wait for the answers still outstanding.
     drain_timeout: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
+    # Statuses a car keeps until acknowledged (an hour at 1/s); see docs/client.md.
+    buffer: int = Field(default=3600, ge=1, le=10_000_000)
+    # A file to append `car_id timestamp` for every acknowledged status ("" = none).
+    ack_log: str = ""
     backoff_initial: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
     backoff_max: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
     # TLS: the CA that signed ingestion's certificate ("" = plaintext); with a client
