@@ -1,0 +1,2 @@
+def main(argv: list[str]) -> int:
+    raise SystemExit("soak: not yet")
