@@ -147,7 +147,10 @@ class Link:
     # --- the caller's side -----------------------------------------------------------
     def wake(self) -> None:
         """New statuses are in the outbox (or the run is ending): look again."""
-        self._idle.clear() if len(self.outbox) else self._idle.set()
+        if len(self.outbox):
+            self._idle.clear()
+        else:
+            self._idle.set()
         self._wake.set()
 
     def close(self) -> None:
@@ -255,7 +258,8 @@ class Link:
             if self.refill is not None and not outbox.has_ready() and outbox.waiting == 0:
                 self.refill()
             if not outbox.has_ready():
-                self._idle.set() if len(outbox) == 0 else None
+                if len(outbox) == 0:
+                    self._idle.set()
                 await self._wait(None)
                 continue
             if (
