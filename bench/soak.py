@@ -73,7 +73,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mark_run(workdir)
     platform = Platform(workdir)
     series: dict[str, Series] = {}
-    result: dict[str, Any] = {"minutes": args.minutes, "cars": args.cars}
+    result: dict[str, Any] = {
+        "minutes": args.minutes,
+        "cars": args.cars,
+        "load_average_at_start": os.getloadavg()[0],
+    }
     try:
         console.log(f"starting the platform in {workdir}")
         await platform.start()
@@ -96,6 +100,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             result["simulator"] = json.loads(text)
     finally:
         await platform.stop()
+    result["load_average_at_end"] = os.getloadavg()[0]
     result["leftovers"] = leftovers(workdir)
     result["processes"] = {}
     for name, s in series.items():
@@ -103,6 +108,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         result["processes"][name] = {
             "samples": len(s.samples),
             "max_mb": round(max(b for _, b in s.samples) / 1e6, 1),
+            # (seconds, MB): a backlog's bulge and a leak's slope look different here.
+            "series": [(round(t, 1), round(b / 1e6, 1)) for t, b in s.samples],
             **(
                 {
                     "after_warmup_mb": round(g[0], 1),
