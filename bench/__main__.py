@@ -9,7 +9,11 @@
   (bench/planner.py);
 - `python -m bench hub`: ingestion -> Kafka -> the WebSocket hub -> 50 clients, and the
   dashboard's frame rate in headless Chromium (bench/hub.py);
-- `python -m bench` runs them all (`--quick` makes each quick).
+- `python -m bench chaos --minutes N`: the platform while its parts fail at random, and
+  the end-to-end audit (bench/chaos.py);
+- `python -m bench soak --minutes N`: every service's memory while 2,000 cars stream
+  (bench/soak.py);
+- `python -m bench` runs them all but the soak (`--quick` makes each quick).
 
 Servers and load generator share this machine, so absolute figures are noisy:
 the ratios, measured in one run on the same servers, are what to compare.
@@ -405,7 +409,7 @@ def ingestion(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
-    from bench import hub, planner, tracing
+    from bench import chaos, hub, planner, soak, tracing
 
     argv = sys.argv[1:] if argv is None else argv
     benches = {
@@ -413,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         "tracing": tracing.main,
         "planner": planner.main,
         "hub": hub.main,
+        "chaos": chaos.main,
+        "soak": soak.main,
     }
     if argv and argv[0] in benches:
         return benches[argv[0]](argv[1:])
@@ -420,7 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     quick = ["--quick"] if "--quick" in argv else []
-    return ingestion(argv) or tracing.main(quick) or planner.main(quick) or hub.main(quick)
+    return (
+        ingestion(argv)
+        or tracing.main(quick)
+        or planner.main(quick)
+        or hub.main(quick)
+        or chaos.main(quick)
+    )
 
 
 if __name__ == "__main__":

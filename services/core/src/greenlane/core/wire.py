@@ -6,6 +6,8 @@ from typing import Final
 
 # gRPC metadata key (and HTTP header) carrying a client's token.
 TOKEN_METADATA_KEY: Final = "x-api-token"
+# Trailing gRPC metadata: milliseconds to wait before trying again (limits, draining).
+RETRY_AFTER_KEY: Final = "retry-after-ms"
 # The Kafka topic every fleet event goes to (key = car id); GREENLANE_FLEET_EVENTS_TOPIC.
 FLEET_EVENTS_TOPIC: Final = "fleet-events"
 # The span of one car status: the client's (kind CLIENT) and ingestion's (kind SERVER);

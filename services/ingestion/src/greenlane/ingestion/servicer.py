@@ -18,6 +18,7 @@ from greenlane.core.auth import ALL_SCOPES, Principal
 from greenlane.core.errors import BackendUnavailable, InvalidField
 from greenlane.core.events import CarState, validate_message, validate_messages
 from greenlane.core.redis_state import Denied, claim_of
+from greenlane.core.wire import RETRY_AFTER_KEY
 from greenlane.ingestion import metrics
 from greenlane.ingestion.auth import current_principal
 from greenlane.ingestion.desk import BookingDesk
@@ -33,7 +34,6 @@ REJECTED = fleet_pb2.REJECTED
 UNAVAILABLE = fleet_pb2.UNAVAILABLE
 RATE_LIMITED = fleet_pb2.RATE_LIMITED
 # Trailing metadata of RESOURCE_EXHAUSTED: when to try again, in milliseconds.
-RETRY_AFTER_KEY = "retry-after-ms"
 # A stream over its rate waits this long at most before its next message is read, so an
 # abusive client costs little (HTTP/2 flow control holds it back) and is still answered.
 MAX_LIMITED_PAUSE_SECONDS = 1.0

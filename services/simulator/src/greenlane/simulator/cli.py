@@ -197,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="unanswered messages a stream may have (default 1)",
     )
     add(
+        "--buffer",
+        type=_field("buffer", "integer"),
+        default=3600,
+        metavar="N",
+        help="statuses a car keeps until acknowledged while ingestion is away (3600)",
+    )
+    add(
+        "--ack-log",
+        default="",
+        metavar="PATH",
+        help="append `car_id timestamp` for every acknowledged status to PATH (audits)",
+    )
+    add(
         "--car-prefix",
         type=cliargs.validated_by(FleetConfig, "car_prefix"),
         default="car",
@@ -375,6 +388,8 @@ def parse_options(
             batch_size=args.batch_size,
             channels=args.channels,
             max_in_flight=args.max_in_flight,
+            buffer=args.buffer,
+            ack_log=args.ack_log,
             car_prefix=args.car_prefix,
             drain_timeout=args.drain_timeout,
             shard_index=shard_index,

@@ -107,6 +107,10 @@ class FleetConfig(BaseModel):
     drain_timeout: float = Field(default=5.0, ge=0.0, allow_inf_nan=False)
     # The share of car statuses that start a trace of their own (0: none; see tracing.py).
     trace_ratio: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False)
+    # Statuses a car keeps until acknowledged (an hour at 1/s); see docs/client.md.
+    buffer: int = Field(default=3600, ge=1, le=10_000_000)
+    # A file to append `car_id timestamp` for every acknowledged status ("" = none).
+    ack_log: str = ""
     backoff_initial: float = Field(default=0.2, gt=0.0, allow_inf_nan=False)
     backoff_max: float = Field(default=5.0, gt=0.0, allow_inf_nan=False)
     # TLS: the CA that signed ingestion's certificate ("" = plaintext); with a client

@@ -1,11 +1,14 @@
 """The async driver: many cars in one process, each on its own FleetTelemetry stream.
 
-Sending policy. A car sends one message (a CarStatus, or a CarStatusBatch when
-batch_size > 1) per `interval`, and never has more than `max_in_flight` messages
-unanswered on its stream. When a tick comes while the window is full, the car waits
-for the next answer and sends then; ticks missed by more than a whole interval are
-skipped, not made up, so a slow server sees no burst when it recovers. In saturate
-mode (interval 0) there are no ticks: a car sends whenever its window has room.
+Sending policy. Each car is a `greenlane.client` link over its own outbox: every
+`interval` the car measures one status (or batch_size of them) into its outbox, whether
+ingestion is there or not, and the link sends them with at most `max_in_flight`
+messages unanswered, keeping each until it is acknowledged and resending after
+UNAVAILABLE, RATE_LIMITED or a broken stream (docs/client.md). Ticks missed by more than
+a whole interval (a stalled event loop) are skipped, not made up; a backlog (after an
+outage, or a slow server) goes as SendBatch calls, so a server that recovers sees
+batches, not a burst of messages. In saturate mode (interval 0) there are no ticks: a
+car measures its next status whenever its window has room and its outbox is empty.
 
 Latency is measured per message, from just before `write()` to the arrival of its
 answer; answers come back in request order, so a FIFO of send times pairs them.
@@ -30,16 +33,17 @@ import gc
 import logging
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, TypeVar
+from pathlib import Path
+from typing import IO, Final
 from zoneinfo import ZoneInfo
 
 import grpc
 from opentelemetry.trace import Span, TracerProvider
 
+from greenlane.client import Backoff, ClientError, Entry, Link, LinkListener, Outbox, TlsFiles
+from greenlane.client import open_channel as client_channel
 from greenlane.core.errors import GreenLaneError
 from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.wire import TOKEN_METADATA_KEY
@@ -64,15 +68,12 @@ __all__ = ["FleetConfig", "FleetError", "TokenRefused", "run_fleet", "tune_gc"]
 
 log = logging.getLogger(__name__)
 
-# Separate subchannel pools give every channel its own TCP connection; otherwise
-# grpc shares one connection between channels with the same target and options.
-_CHANNEL_OPTIONS: Final = (("grpc.use_local_subchannel_pool", 1),)
+# After an outage a car's backlog goes in batch messages of up to this many statuses.
+BACKLOG_BATCH: Final = 500
 # A timer that fires a hair early must not cost one more wake-up.
 _TICK_TOLERANCE_S: Final = 0.001
 # Expiry of a booking that does not say when it expires.
 _NEVER_MS: Final = 2**63 - 1
-
-_Request = TypeVar("_Request", fleet_pb2.CarStatus, fleet_pb2.CarStatusBatch)
 
 _S = fleet_pb2.ResponseStatus
 _FIELD_OF_STATUS: Final = {
@@ -84,6 +85,10 @@ _FIELD_OF_STATUS: Final = {
     # Not stored, resend later: counted with UNAVAILABLE.
     _S.RATE_LIMITED: "unavailable",
 }
+# Answers after which the link sends the status again: its span stays open until then.
+_RESENT: Final = frozenset({_S.UNAVAILABLE, _S.RATE_LIMITED})
+# Traced statuses of one car waiting for an answer, at most (a car offline for long).
+MAX_OPEN_SPANS: Final = 1000
 
 
 class FleetError(GreenLaneError):
@@ -95,20 +100,6 @@ class TokenRefused(FleetError):
 
     def __init__(self) -> None:
         super().__init__("ingestion refused the token (UNAUTHENTICATED)")
-
-
-def _fatal(exc: grpc.aio.AioRpcError) -> FleetError | None:
-    """Stream errors that retrying cannot fix."""
-    code = exc.code()
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return TokenRefused()
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return FleetError(f"the credential may not stream telemetry: {exc.details()}")
-    if code == grpc.StatusCode.UNIMPLEMENTED:
-        return FleetError(
-            f"the target does not serve greenlane.v1.FleetTelemetry ({exc.details()})"
-        )
-    return None
 
 
 def tune_gc() -> None:
@@ -154,15 +145,6 @@ def _station_of(booking: fleet_pb2.Booking) -> Station | None:
     return Station(booking.station_id, lat, lon, power)
 
 
-@dataclass(slots=True)
-class _Sent:
-    at: float  # perf_counter seconds, just before write()
-    count: int  # statuses in the message
-    timestamp: int  # of the last status, which the answer echoes
-    # (index in the message, span) of its traced statuses; None when none is traced
-    spans: list[tuple[int, Span]] | None = None
-
-
 class _Fleet:
     """What all cars of a run share: configuration, stubs, counters and the end signal."""
 
@@ -186,6 +168,8 @@ class _Fleet:
         self.tracer = StatusTracer(ratio, tracer_provider) if ratio > 0 else None
         self.method = "StreamTelemetryBatches" if config.batch_size > 1 else "StreamTelemetry"
         stubs = [fleet_pb2_grpc.FleetTelemetryStub(ch) for ch in channels]
+        # Backoff jitter is timing, not physics: kept apart from the seeded generators.
+        self.jitter = random.Random()
         rng = random.Random(config.seed)
         # The whole fleet, then this shard of it: a car is the same whichever process
         # drives it, and ids never collide between shards.
@@ -209,9 +193,11 @@ class _Fleet:
             # A run that starts at night finds the depot cars at home, plugged in.
             car = at_home(everyone[index], car_rng, self._moment, self.habits)
             self.cars.append(_CarStream(self, car, car_rng, stubs[i % len(stubs)], i * spread))
-        # Backoff jitter is timing, not physics: kept apart from the seeded generators.
-        self.jitter = random.Random()
         self.ending = False
+        # --ack-log: every acknowledged status, for an end-to-end audit (bench chaos).
+        self.ack_log: IO[str] | None = (
+            open(config.ack_log, "a", buffering=1 << 16) if config.ack_log else None  # noqa: SIM115
+        )
         self.failed = asyncio.Event()
         self.fatal: BaseException | None = None
         self._codes_seen: set[str] = set()
@@ -227,7 +213,12 @@ class _Fleet:
     def end(self) -> None:
         self.ending = True
         for car in self.cars:
-            car.wake.set()
+            car.stop()
+
+    def acknowledged(self, entries: Sequence[Entry]) -> None:
+        """Statuses ingestion stored: one `car_id timestamp` line each in the ack log."""
+        if self.ack_log is not None:
+            self.ack_log.writelines(f"{e.car_id} {e.status.timestamp}\n" for e in entries)
 
     def fail(self, exc: BaseException) -> None:
         if self.fatal is None:
@@ -251,8 +242,8 @@ class _Fleet:
         log.log(level, "stream of %s broke: %s %s; %s", car_id, code, details, then)
 
 
-class _CarStream:
-    """One car: its state, its stream, and the reconnect loop around it."""
+class _CarStream(LinkListener):
+    """One car: its state, its outbox, and the client link that streams it."""
 
     def __init__(
         self,
@@ -265,145 +256,196 @@ class _CarStream:
         self.fleet = fleet
         self.car = car
         self.rng = rng
-        self.stub = stub
         self.start_delay = start_delay
-        # Set by answers, timers and the end of the run; the writer re-checks its state.
-        self.wake = asyncio.Event()
-        self.pending: deque[_Sent] = deque()
         self.last_timestamp = 0
-        self.next_due = 0.0
-        self.answers = 0
         # The booking the car follows (or last followed), and when it expires (Unix ms).
         self.booking_id = ""
         self.booking_expires_ms = _NEVER_MS
         # The latest setpoint of the car's plan, (kW, until Unix ms), while plugged in.
         self.setpoint: tuple[float, int] | None = None
-        # Spans of the traced statuses of the message being built, by index in it.
-        self.new_spans: list[tuple[int, Span]] | None = None
+        # The spans of its traced statuses not yet answered, by status timestamp (unique
+        # and rising per car): a resent status keeps its trace until it is answered.
+        self.spans: dict[int, Span] = {}
+        cfg = fleet.config
+        batching = cfg.batch_size > 1
+        # One message in flight keeps a car's statuses in order through any failure;
+        # a deeper window pipelines (a resend may then land after a newer status).
+        self.outbox = Outbox(cfg.buffer, strict_order=cfg.max_in_flight == 1)
+        self.link = Link(
+            stub,
+            self.outbox,
+            metadata=fleet.metadata,
+            mode="batch" if batching else "status",
+            # A batch message carries batch_size statuses; a backlog after an outage
+            # goes in larger ones.
+            max_batch=max(cfg.batch_size, BACKLOG_BATCH),
+            max_in_flight=cfg.max_in_flight,
+            backoff=Backoff(cfg.backoff_initial, cfg.backoff_max, rng=fleet.jitter),
+            listener=self,
+            refill=self._produce if cfg.saturating else None,
+            drain_timeout=cfg.drain_timeout,
+        )
 
     async def run(self) -> None:
         try:
-            await self._pause(self.start_delay)
             cfg = self.fleet.config
-            backoff = cfg.backoff_initial
-            while not self.fleet.ending:
-                answers_before = self.answers
+            if cfg.saturating:
+                await self.link.run(self.start_delay)
+            else:
+                ticker = asyncio.create_task(self._tick())
                 try:
-                    await self._session()
-                except grpc.aio.AioRpcError as exc:
-                    fatal = _fatal(exc)
-                    if fatal is not None:
-                        self.fleet.stats.record_error()
-                        raise fatal from None
-                    self.fleet.stream_broke(self.car.car_id, exc.code().name, exc.details())
-                else:
-                    if self.fleet.ending:
-                        return
-                    self.fleet.stream_broke(self.car.car_id, "OK", "ingestion ended the stream")
-                if self.answers > answers_before:
-                    backoff = cfg.backoff_initial  # the stream worked for a while
-                # Jittered, so cars cut off together do not come back together.
-                await self._pause(backoff * (0.5 + self.fleet.jitter.random() / 2))
-                backoff = min(backoff * 2, cfg.backoff_max)
+                    await self.link.run(self.start_delay)
+                finally:
+                    ticker.cancel()
+                    await asyncio.gather(ticker, return_exceptions=True)
         except asyncio.CancelledError:
             raise
+        except ClientError as exc:
+            self.fleet.stats.record_error()
+            fatal: FleetError = (
+                TokenRefused()
+                if exc.code == grpc.StatusCode.UNAUTHENTICATED
+                else FleetError(str(exc))
+            )
+            self.fleet.fail(fatal)
         except Exception as exc:  # any failure of a car ends the run, loudly
             self.fleet.fail(exc)
-
-    async def _wait(self, deadline: float | None) -> None:
-        """Sleep until woken, or until the loop-time deadline; no task per wait."""
-        handle = None
-        if deadline is not None:
-            handle = asyncio.get_running_loop().call_at(deadline, self.wake.set)
-        self.wake.clear()
-        try:
-            await self.wake.wait()
         finally:
-            if handle is not None:
-                handle.cancel()
+            self.end_spans("not acknowledged before the run ended")
+            stats = self.fleet.stats
+            stats.unsent += len(self.outbox)
+            stats.resent += self.outbox.counters.resent
+            stats.dropped += self.outbox.counters.dropped
 
-    async def _pause(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not self.fleet.ending and loop.time() < deadline - _TICK_TOLERANCE_S:
-            await self._wait(deadline)
+    def stop(self) -> None:
+        self.link.close()
 
-    async def _session(self) -> None:
-        """One stream, from open to graceful end; raises AioRpcError when it breaks."""
-        if self.fleet.config.batch_size > 1:
-            batches = self.stub.StreamTelemetryBatches(metadata=self.fleet.metadata)
-            reader = asyncio.create_task(self._read_batches(batches))
-            await self._converse(batches, reader, self._next_batch)
-        else:
-            statuses = self.stub.StreamTelemetry(metadata=self.fleet.metadata)
-            reader = asyncio.create_task(self._read_statuses(statuses))
-            await self._converse(statuses, reader, self._next_status)
+    async def _tick(self) -> None:
+        """Paced: one message every interval, measured whether or not ingestion is there.
 
-    async def _converse(
-        self,
-        call: grpc.aio.StreamStreamCall[_Request, Any],
-        reader: asyncio.Task[None],
-        next_message: Callable[[], tuple[_Request, int]],
-    ) -> None:
-        cfg = self.fleet.config
-        stats = self.fleet.stats
-        self.pending.clear()
-        stats.connected += 1
-        try:
-            await self._write(call, reader, next_message)
-            # Graceful end: no more requests, then the answers still on their way.
-            await call.done_writing()
-            done, _ = await asyncio.wait([reader], timeout=cfg.drain_timeout)
-            if not done:
-                log.debug("%s: %d answers not drained in time", self.car.car_id, len(self.pending))
-            else:
-                reader.result()  # raises AioRpcError when the stream broke
-        finally:
-            stats.connected -= 1
-            if not reader.done():
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-            call.cancel()  # no-op when the call already ended
-            stats.record_unanswered(sum(sent.count for sent in self.pending))
-            for sent in self.pending:
-                if sent.spans:
-                    unanswered([span for _, span in sent.spans], "no answer: the stream ended")
-            self.pending.clear()
-
-    async def _write(
-        self,
-        call: grpc.aio.StreamStreamCall[_Request, Any],
-        reader: asyncio.Task[None],
-        next_message: Callable[[], tuple[_Request, int]],
-    ) -> None:
+        Ticks missed by more than a whole interval (a stalled event loop) are skipped,
+        not made up; statuses measured while offline wait in the outbox.
+        """
         cfg = self.fleet.config
         loop = asyncio.get_running_loop()
-        while not self.fleet.ending and not reader.done():
+        await asyncio.sleep(self.start_delay)
+        next_due = loop.time()
+        while not self.fleet.ending:
             now = loop.time()
-            if not cfg.saturating and now < self.next_due - _TICK_TOLERANCE_S:
-                await self._wait(self.next_due)
+            if now < next_due - _TICK_TOLERANCE_S:
+                await asyncio.sleep(next_due - now)
                 continue
-            if len(self.pending) >= cfg.max_in_flight:
-                await self._wait(None)  # the reader wakes us on the next answer
-                continue
-            message, count = next_message()
-            spans, self.new_spans = self.new_spans, None
-            self.pending.append(_Sent(time.perf_counter(), count, self.last_timestamp, spans))
-            try:
-                await call.write(message)
-            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
-                # The call ended under us: this message never left; the reader says why.
-                self.pending.pop()
-                if spans:
-                    unanswered([span for _, span in spans], "not sent: the stream ended")
-                return
-            self.fleet.stats.record_sent(count)
-            if not cfg.saturating:
-                self.next_due += cfg.interval
-                if self.next_due <= now:  # stalled for a whole interval: realign, no burst
-                    self.next_due = now + cfg.interval
+            self._produce()
+            next_due += cfg.interval
+            if next_due <= now:  # stalled for a whole interval: realign, no burst
+                next_due = now + cfg.interval
 
-    def _advance(self, dt_s: float, index: int = 0) -> fleet_pb2.CarStatus:
+    def _produce(self) -> None:
+        cfg = self.fleet.config
+        if cfg.batch_size > 1:
+            # A batch holds the statuses the car measured during one update period.
+            dt = cfg.step_s / cfg.batch_size
+            for _ in range(cfg.batch_size):
+                self.outbox.put(self._advance(dt))
+        else:
+            # Each status stands for one update of `step_s` seconds of driving, not the
+            # time that really passed: a car's statuses depend on the seed alone.
+            self.outbox.put(self._advance(cfg.step_s))
+        self.link.wake()
+
+    # --- what the link sees (LinkListener) ----------------------------------------
+    def on_open(self) -> None:
+        self.fleet.stats.connected += 1
+
+    def on_close(self, unanswered: int) -> None:
+        self.fleet.stats.connected -= 1
+        self.fleet.stats.record_unanswered(unanswered)
+
+    def on_broken(self, code: str, details: str | None) -> None:
+        self.fleet.stream_broke(self.car.car_id, code, details)
+
+    def on_sent(self, entries: Sequence[Entry]) -> None:
+        self.fleet.stats.record_sent(len(entries))
+
+    def on_status_answer(
+        self, entries: Sequence[Entry], answer: fleet_pb2.BookingResponse, latency_s: float
+    ) -> None:
+        stats = self.fleet.stats
+        field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
+        stats.record_answer(latency_s, **{field: 1})
+        if self.spans and answer.status not in _RESENT:
+            self._end_spans(entries, answer.status, answer.message)
+        if answer.HasField("setpoint"):
+            stats.setpoints += 1
+            if self.car.mode is Mode.CHARGING:
+                self.setpoint = (answer.setpoint.power_kw, answer.setpoint.until)
+        if answer.status == _S.BOOKED:
+            self._booked(answer.booking)
+        elif answer.status == _S.REJECTED:
+            self.fleet.rejected(answer.car_id, answer.field, answer.message)
+        if answer.timestamp and answer.timestamp != entries[-1].status.timestamp:
+            stats.mismatched += 1
+        if field in ("accepted", "booked", "no_capacity"):
+            self.fleet.acknowledged(entries)
+
+    def on_batch_answer(
+        self, entries: Sequence[Entry], answer: fleet_pb2.BatchResponse, latency_s: float
+    ) -> None:
+        stats = self.fleet.stats
+        count = len(entries)
+        if self.spans:
+            self._end_batch_spans(entries, answer)
+        for item in answer.rejected[:1]:
+            self.fleet.rejected(item.car_id, item.field, item.message)
+        if answer.status in (_S.ACCEPTED, _S.UNAVAILABLE):
+            listed = {item.index for item in answer.rejected}
+            not_stored = sum(1 for i in answer.rejected if i.message.startswith("not stored"))
+            stats.record_answer(
+                latency_s,
+                accepted=answer.accepted,
+                rejected=len(answer.rejected) - not_stored,
+                unavailable=not_stored,
+                # Whatever the answer does not account for is flagged, not guessed.
+                unexpected=max(0, count - answer.accepted - len(answer.rejected)),
+            )
+            self.fleet.acknowledged([e for i, e in enumerate(entries) if i not in listed])
+        else:
+            if answer.status == _S.REJECTED:
+                self.fleet.rejected(self.car.car_id, "(the batch)", answer.message)
+            field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
+            stats.record_answer(latency_s, **{field: count})
+
+    def _end_spans(
+        self, entries: Sequence[Entry], status: fleet_pb2.ResponseStatus.ValueType, message: str
+    ) -> None:
+        for entry in entries:
+            span = self.spans.pop(entry.status.timestamp, None)
+            if span is not None:
+                answered([span], status, message)
+
+    def _end_batch_spans(self, entries: Sequence[Entry], answer: fleet_pb2.BatchResponse) -> None:
+        """End the spans of a batch's traced statuses that will not be sent again, each
+        with what became of it (a status not stored is resent, its span waits)."""
+        if answer.status in _RESENT:
+            return
+        if answer.status == _S.REJECTED:
+            self._end_spans(entries, _S.REJECTED, answer.message)
+            return
+        items = {item.index: item for item in answer.rejected}
+        for i, entry in enumerate(entries):
+            item = items.get(i)
+            if item is None:
+                self._end_spans([entry], _S.ACCEPTED, "stored")
+            elif item.field:
+                self._end_spans([entry], _S.REJECTED, item.message)
+
+    def end_spans(self, why: str) -> None:
+        """At the end of the run: the spans of statuses never acknowledged."""
+        if self.spans:
+            unanswered(list(self.spans.values()), why)
+            self.spans.clear()
+
+    def _advance(self, dt_s: float) -> fleet_pb2.CarStatus:
         """Step the physics and stamp the new status with a strictly rising time."""
         fleet = self.fleet
         stats = fleet.stats
@@ -466,9 +508,10 @@ class _CarStream:
         if fleet.tracer is not None:
             span = fleet.tracer.maybe_trace(status, fleet.method)
             if span is not None:
-                if self.new_spans is None:
-                    self.new_spans = []
-                self.new_spans.append((index, span))
+                if len(self.spans) >= MAX_OPEN_SPANS:  # offline for long: the oldest go
+                    oldest = min(self.spans)
+                    unanswered([self.spans.pop(oldest)], "not acknowledged: too many waiting")
+                self.spans[status.timestamp] = span
         return status
 
     def _booked(self, booking: fleet_pb2.Booking) -> None:
@@ -490,99 +533,6 @@ class _CarStream:
         # the way means ingestion let the followed one go (expired by its clock).
         self.car = head_to(give_up(self.car), station)
 
-    # Each message stands for one update of `step_s` seconds of driving, not the time that
-    # really passed: a car's statuses then depend on the seed alone, whatever the timing.
-    def _next_status(self) -> tuple[fleet_pb2.CarStatus, int]:
-        return self._advance(self.fleet.config.step_s), 1
-
-    def _next_batch(self) -> tuple[fleet_pb2.CarStatusBatch, int]:
-        # A batch holds the statuses the car measured during one update period.
-        size = self.fleet.config.batch_size
-        dt = self.fleet.config.step_s / size
-        statuses = [self._advance(dt, i) for i in range(size)]
-        return fleet_pb2.CarStatusBatch(statuses=statuses), size
-
-    def _answered(self) -> _Sent | None:
-        self.answers += 1
-        self.wake.set()
-        if not self.pending:
-            # More answers than requests: the server broke the one-answer-per-message contract.
-            self.fleet.stats.unexpected += 1
-            return None
-        return self.pending.popleft()
-
-    async def _read_statuses(
-        self, call: grpc.aio.StreamStreamCall[fleet_pb2.CarStatus, fleet_pb2.BookingResponse]
-    ) -> None:
-        stats = self.fleet.stats
-        try:
-            async for answer in call:
-                sent = self._answered()
-                if sent is None:
-                    continue
-                latency = time.perf_counter() - sent.at
-                if sent.spans:
-                    answered([span for _, span in sent.spans], answer.status, answer.message)
-                field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
-                stats.record_answer(latency, **{field: 1})
-                if answer.HasField("setpoint"):
-                    stats.setpoints += 1
-                    if self.car.mode is Mode.CHARGING:
-                        self.setpoint = (answer.setpoint.power_kw, answer.setpoint.until)
-                if answer.status == _S.BOOKED:
-                    self._booked(answer.booking)
-                elif answer.status == _S.REJECTED:
-                    self.fleet.rejected(answer.car_id, answer.field, answer.message)
-                if answer.timestamp and answer.timestamp != sent.timestamp:
-                    stats.mismatched += 1
-        finally:
-            self.wake.set()  # the writer must notice a finished stream
-
-    async def _read_batches(
-        self, call: grpc.aio.StreamStreamCall[fleet_pb2.CarStatusBatch, fleet_pb2.BatchResponse]
-    ) -> None:
-        stats = self.fleet.stats
-        try:
-            async for answer in call:
-                sent = self._answered()
-                if sent is None:
-                    continue
-                latency = time.perf_counter() - sent.at
-                if sent.spans:
-                    _batch_answered(sent.spans, answer)
-                for item in answer.rejected[:1]:
-                    self.fleet.rejected(item.car_id, item.field, item.message)
-                if answer.status == _S.ACCEPTED:
-                    rejected = len(answer.rejected)
-                    stats.record_answer(
-                        latency,
-                        accepted=answer.accepted,
-                        rejected=rejected,
-                        # Whatever the answer does not account for is flagged, not guessed.
-                        unexpected=max(0, sent.count - answer.accepted - rejected),
-                    )
-                else:
-                    if answer.status == _S.REJECTED:
-                        self.fleet.rejected(self.car.car_id, "(the batch)", answer.message)
-                    field = _FIELD_OF_STATUS.get(answer.status, "unexpected")
-                    stats.record_answer(latency, **{field: sent.count})
-        finally:
-            self.wake.set()
-
-
-def _batch_answered(spans: Sequence[tuple[int, Span]], answer: fleet_pb2.BatchResponse) -> None:
-    """End the spans of a batch's traced statuses, each with what became of it."""
-    items = {item.index: item for item in answer.rejected}
-    for index, span in spans:
-        item = items.get(index)
-        if item is not None:
-            status = _S.REJECTED if item.field else _S.UNAVAILABLE
-            answered([span], status, item.message)
-        elif answer.status == _S.ACCEPTED or answer.accepted:
-            answered([span], _S.ACCEPTED, answer.message)
-        else:
-            answered([span], answer.status, answer.message)
-
 
 async def _wait_for_end(fleet: _Fleet, stop: asyncio.Event, duration: float | None) -> None:
     waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(fleet.failed.wait())]
@@ -598,23 +548,14 @@ def open_channel(
     config: FleetConfig, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()
 ) -> grpc.aio.Channel:
     """A channel to ingestion: plaintext, TLS, or mutual TLS (FleetConfig.tls_*)."""
-    chosen = list(interceptors) or None
-    if not config.tls_ca_file:
-        return grpc.aio.insecure_channel(
-            config.target, options=_CHANNEL_OPTIONS, interceptors=chosen
+    tls = None
+    if config.tls_ca_file:
+        tls = TlsFiles(
+            Path(config.tls_ca_file),
+            Path(config.tls_cert_file) if config.tls_cert_file else None,
+            Path(config.tls_key_file) if config.tls_key_file else None,
         )
-    with open(config.tls_ca_file, "rb") as f:
-        ca = f.read()
-    cert = key = None
-    if config.tls_cert_file:
-        with open(config.tls_cert_file, "rb") as f:
-            cert = f.read()
-        with open(config.tls_key_file, "rb") as f:
-            key = f.read()
-    credentials = grpc.ssl_channel_credentials(ca, key, cert)
-    return grpc.aio.secure_channel(
-        config.target, credentials, options=_CHANNEL_OPTIONS, interceptors=chosen
-    )
+    return client_channel(config.target, tls, interceptors)
 
 
 async def run_fleet(
@@ -635,6 +576,7 @@ async def run_fleet(
     stop = stop if stop is not None else asyncio.Event()
     channels = [open_channel(config, interceptors) for _ in range(config.channel_count)]
     stats.start(time.monotonic())
+    fleet: _Fleet | None = None
     try:
         fleet = _Fleet(config, stats, channels, tracer_provider)
         log.info(
@@ -660,6 +602,8 @@ async def run_fleet(
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
         stats.finish(time.monotonic())
-    if fleet.fatal is not None:
+        if fleet is not None and fleet.ack_log is not None:
+            fleet.ack_log.close()
+    if fleet is not None and fleet.fatal is not None:
         raise fleet.fatal
     return stats

@@ -92,6 +92,9 @@ class Stats:
     errors: int = 0
     unanswered: int = 0
     mismatched: int = 0  # answers whose echoed timestamp is not the one sent (order broken)
+    resent: int = 0  # statuses sent again after UNAVAILABLE, RATE_LIMITED or a broken stream
+    dropped: int = 0  # by a full outbox (docs/client.md's overflow policy)
+    unsent: int = 0  # still in the outbox, unacknowledged, when the run ended
     connected: int = 0  # streams open right now
     # Cars that arrived at their booked station and plugged in; that unplugged charged;
     # that gave up on their way because the booking expired first.
@@ -202,6 +205,9 @@ class Stats:
             "errors": self.errors,
             "unanswered": self.unanswered,
             "mismatched": self.mismatched,
+            "resent": self.resent,
+            "dropped": self.dropped,
+            "unsent": self.unsent,
             "answered_per_s": round(self.answered / elapsed, 1) if elapsed > 0 else 0.0,
             "latency_ms": {
                 "p50": _ms(self.p50()),
