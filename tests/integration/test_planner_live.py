@@ -517,14 +517,18 @@ async def test_a_re_plan_continues_the_trace_of_the_event_that_caused_it_and_lin
     events = await read_topic(kafka_server.url, topic)
 
     assert span.parent is not None and span.context is not None
-    assert (span.context.trace_id, span.parent.span_id) == (0xA1, 0xA1)
-    assert [link.context.trace_id for link in span.links] == [0xB2]
+    # The cars are on two partitions, read in either order: one trace is continued, the
+    # other linked.
+    assert span.context.trace_id == span.parent.span_id
+    linked = [link.context.trace_id for link in span.links]
+    assert sorted([span.context.trace_id, *linked]) == [0xA1, 0xB2]
     assert span.attributes["greenlane.planner.site_id"] == "site-t"
     assert span.attributes["greenlane.planner.traced"] == 2
     # The plan events carry the re-plan's trace, so their consumers join it.
     plan_events = [e for e in events if e["event_type"] == "charging_plan"]
     assert plan_events
-    assert {e["_headers"].get("traceparent", "")[3:35] for e in plan_events} >= {f"{0xA1:032x}"}
+    carried = {e["_headers"].get("traceparent", "")[3:35] for e in plan_events}
+    assert f"{span.context.trace_id:032x}" in carried
 
 
 async def greenlane_cli(*args: str) -> tuple[int, str, str]:
