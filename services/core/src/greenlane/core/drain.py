@@ -58,6 +58,22 @@ def features(velocity_kmh: float, timestamp_ms: int) -> tuple[float, ...]:
     return (u, u * u * u, 1.0, math.cos(a), math.sin(a))
 
 
+# The fields of a car's prediction hash (keys.drain), in this order.
+PREDICTION_FIELDS: Final = (
+    "at_ms",
+    "horizon_s",
+    "battery",
+    "rate_per_h",
+    "rate_sd",
+    "battery_at_horizon",
+    "battery_sd",
+    "range_km",
+    "range_sd_km",
+    "reach_km",
+    "observations",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Prediction:
     """What the model expects of a car, with its uncertainty (one standard deviation)."""
@@ -73,6 +89,14 @@ class Prediction:
     range_sd_km: float
     reach_km: float  # range left at the horizon: what it can still drive after H
     observations: int  # how many drains of this car the model has learned from
+
+    def to_hash(self) -> dict[str, str]:
+        """The prediction as its Redis hash (PREDICTION_FIELDS; 3 decimals, inf as "inf")."""
+        out = {}
+        for name in PREDICTION_FIELDS:
+            value = getattr(self, name)
+            out[name] = str(value) if isinstance(value, int) else f"{value:.3f}"
+        return out
 
 
 @dataclass(slots=True)

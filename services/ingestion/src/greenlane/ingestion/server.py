@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from greenlane.core.demand import BookingWeights
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
@@ -174,6 +175,15 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
         producer,
         settings.fleet_events_topic,
         threshold=settings.booking_threshold_percent,
+        policy=settings.booking_policy,
+        margin_km=settings.booking_margin_km,
+        horizon_s=settings.booking_horizon_seconds,
+        weights=BookingWeights(
+            speed_kmh=settings.booking_speed_kmh,
+            value_per_minute=settings.booking_value_per_minute,
+            energy_kwh=settings.booking_energy_kwh,
+        ),
+        tariff=settings.booking_tariff,
     )
     api = await stack.enter_async_context(
         HttpServer(
@@ -257,10 +267,15 @@ async def _cancel(task: asyncio.Task[None]) -> None:
 
 
 async def _sweep_forever(desk: BookingDesk, every: float) -> None:
-    """Expired bookings give their slot back even at stations nobody asks about."""
+    """Expired bookings give their slot back even at stations nobody asks about; the cars'
+    latest drain predictions reach Redis as often."""
     while True:
         await asyncio.sleep(every)
         try:
             await desk.sweep()
         except Exception as exc:  # Redis down: the next sweep catches up
             log.warning("booking sweep failed: %s", type(exc).__name__)
+        try:
+            await desk.publish_predictions()
+        except Exception as exc:  # the next round writes the newer ones
+            log.warning("drain predictions not written: %s", type(exc).__name__)
