@@ -10,12 +10,21 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from conftest import ingestion_settings
 from redis.asyncio import Redis
 
+from greenlane.cli.embedded import EmbeddedKafka, EmbeddedRedis
 from greenlane.core import keys
-from greenlane.core.demand import SiteLoad, record_site_load
+from greenlane.core.demand import (
+    SiteLoad,
+    expected_wait_minutes,
+    record_site_load,
+    site_load_at,
+    station_price,
+)
 from greenlane.core.keys import Region
 from greenlane.core.stations import Site, Station, load_stations
+from greenlane.ingestion.server import start_server
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
 pytestmark = pytest.mark.integration
@@ -60,10 +69,19 @@ def drive(
 
 
 @pytest.fixture
-async def stub(ingestion: object) -> AsyncIterator[fleet_pb2_grpc.FleetTelemetryStub]:
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{ingestion.port}")  # type: ignore[attr-defined]
+async def stub(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str, redis_client: Redis
+) -> AsyncIterator[fleet_pb2_grpc.FleetTelemetryStub]:
+    """An ingestion server with demand prices on, in the test's loop."""
+    running = await start_server(
+        ingestion_settings(  # type: ignore[arg-type]
+            redis_server.url, kafka_server.url, topic, demand_prices=True
+        )
+    )
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     yield fleet_pb2_grpc.FleetTelemetryStub(channel)
     await channel.close()
+    await running.stop(1.0)
 
 
 def first_booked(
@@ -138,9 +156,13 @@ async def test_a_full_sites_price_rises_and_the_next_booking_goes_to_a_cheaper_s
     )
     (first,) = await ask(stub, [low])
     assert first.status == fleet_pb2.BOOKED and first.booking.station_id == "st-busy"
-    # The busy site is now asked for twice its limit: its price rises (factor 1.6) and its
-    # cars wait; the calm one is 0.5 km further.
-    await record_site_load(redis_client, region, SiteLoad("busy", now, 450.0, 150.0, 300.0))
+    # The busy site is now asked for its whole limit: its price rises from 0.8 to 1.2 times
+    # the tariff (no wait yet: it is not over its limit); the calm one is 0.5 km further.
+    full = SiteLoad("busy", now, 150.0, 150.0, 300.0)
+    await record_site_load(redis_client, region, full)
+    before = await site_load_at(redis_client, region, "busy", now - 1)
+    assert station_price(0.25, full).price > station_price(0.25, before).price
+    assert expected_wait_minutes(full) == 0.0
     later = fleet_pb2.CarStatus(
         car_id="car-2", lat=HERE[0], lon=HERE[1], battery=15.0, velocity=20.0, timestamp=now + 1
     )

@@ -820,7 +820,7 @@ async def test_a_charging_row_carries_the_demand_factor_it_was_priced_with(
             database,
             grid,
             topic,
-            pricing_demand_prices=True,
+            demand_prices=True,
             redis_url=redis_server.url,
         ),
         workers,

@@ -106,6 +106,7 @@ class BookingDesk:
         horizon_s: float = DEFAULT_HORIZON_S,
         weights: BookingWeights | None = None,
         tariff: float = 0.25,
+        demand_prices: bool = False,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -120,6 +121,7 @@ class BookingDesk:
         self.horizon_s = horizon_s
         self.weights = weights or BookingWeights()
         self.tariff = tariff
+        self.demand_prices = demand_prices
         self._cars: dict[str, _Followed] = {}
         self._unpublished: dict[str, Prediction] = {}
 
@@ -253,7 +255,8 @@ class BookingDesk:
 
     def _quote(self, at_ms: int) -> Quote:
         """The offers of candidate stations at an instant: the tariff times the demand
-        factor of each station's site snapshot in force then, and its expected wait."""
+        factor of each station's site snapshot in force then (with demand prices on), and
+        its expected wait."""
 
         async def quote(station_ids: list[str]) -> dict[str, Offer]:
             details = await asyncio.gather(*(self.store.station_details(s) for s in station_ids))
@@ -266,7 +269,7 @@ class BookingDesk:
             offers = {}
             for sid, site in site_of.items():
                 load = by_site.get(site) if site else None
-                price = station_price(self.tariff, load).price
+                price = station_price(self.tariff, load if self.demand_prices else None).price
                 offers[sid] = Offer(price, expected_wait_minutes(load))
             return offers
 

@@ -184,6 +184,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
             energy_kwh=settings.booking_energy_kwh,
         ),
         tariff=settings.booking_tariff,
+        demand_prices=settings.demand_prices,
     )
     api = await stack.enter_async_context(
         HttpServer(

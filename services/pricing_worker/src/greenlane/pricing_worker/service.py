@@ -138,7 +138,7 @@ async def _start(
         heartbeat_interval_ms=max(300, settings.pricing_session_timeout_ms // 3),
     )
     demand = None
-    if settings.pricing_demand_prices:
+    if settings.demand_prices:  # GREENLANE_DEMAND_PRICES
         redis = connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=8)
         stack.push_async_callback(redis.aclose)
         demand = DemandFactors(redis, Region(settings.region))

@@ -15,10 +15,6 @@ class PricingWorkerSettings(BaseServiceSettings):
     # May hold a password: a SecretStr, never logged.
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     grid_url: str = "http://127.0.0.1:8081"
-    # Charging rows are priced at the tariff times their site's demand factor, read from
-    # the snapshots in Redis (GREENLANE_REDIS_URL, GREENLANE_REGION; docs/prediction.md);
-    # off: every row at the tariff, factor 1.
-    pricing_demand_prices: bool = False
     # Used only when the worker has to create the topic (same variable as ingestion).
     fleet_events_partitions: int = Field(6, ge=1, le=1024)
 
