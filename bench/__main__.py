@@ -7,6 +7,9 @@
   (bench/planner.py);
 - `python -m bench hub`: ingestion -> Kafka -> the WebSocket hub -> 50 clients, and the
   dashboard's frame rate in headless Chromium (bench/hub.py);
+- `python -m bench fleet [--json]`: a simulated day of 1,000 cars, the fixed 20 % threshold
+  against prediction-led booking and demand prices on the same seed, and the drain
+  predictor's error against the naive last rate (bench/fleet.py);
 - `python -m bench` runs them all (`--quick` makes each quick).
 
 Servers and load generator share this machine, so absolute figures are noisy:
@@ -392,17 +395,22 @@ def ingestion(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
-    from bench import hub, planner
+    from bench import fleet, hub, planner
 
     argv = sys.argv[1:] if argv is None else argv
-    benches = {"ingestion": ingestion, "planner": planner.main, "hub": hub.main}
+    benches = {
+        "ingestion": ingestion,
+        "planner": planner.main,
+        "hub": hub.main,
+        "fleet": fleet.main,
+    }
     if argv and argv[0] in benches:
         return benches[argv[0]](argv[1:])
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
     quick = ["--quick"] if "--quick" in argv else []
-    return ingestion(argv) or planner.main(quick) or hub.main(quick)
+    return ingestion(argv) or planner.main(quick) or hub.main(quick) or fleet.main(quick)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ N_FEATURES: Final = 5
 MIN_WINDOW_S: Final = 60.0
 # Gaps longer than this (a car offline) are not one drive: the window restarts.
 MAX_WINDOW_S: Final = 900.0
+# A battery that rose more than this since the window began was charged (or swapped): the
+# window restarts. Smaller rises are the noise of the reading and are learnt from, like
+# falls: discarding them would bias every rate upwards.
+RISE_TOLERANCE: Final = 1.0
 SPEED_MEMORY_S: Final = 600.0  # the moving average of speed used for predictions
 # A parked or crawling car's range is told at this speed (a range needs a way of driving).
 RANGE_SPEED_KMH: Final = 30.0
@@ -126,7 +130,8 @@ class DrainModel:
     ) -> bool:
         """Learn from one status; True when it closed a window and updated θ.
 
-        A charging car (or one whose battery rose) restarts the window: only drives drain.
+        A charging car (or one whose battery rose by more than RISE_TOLERANCE) restarts the
+        window: only drives drain.
         Statuses out of order are ignored.
         """
         if not (math.isfinite(battery) and math.isfinite(velocity_kmh)):
@@ -145,7 +150,7 @@ class DrainModel:
         if (
             charging
             or self._anchor_ms < 0
-            or battery > self._anchor_battery
+            or battery > self._anchor_battery + RISE_TOLERANCE
             or window_s > MAX_WINDOW_S
         ):
             self._restart(battery, timestamp_ms)
@@ -180,11 +185,12 @@ class DrainModel:
 
     def rate(self, velocity_kmh: float, timestamp_ms: int) -> tuple[float, float]:
         """(mean, sd) of the drain rate (%/h) at a speed and instant: the uncertainty of θ."""
-        x = features(velocity_kmh, timestamp_ms)
-        mean = sum(self.theta[i] * x[i] for i in range(N_FEATURES))
-        xpx = sum(
-            x[i] * self.cov[i][j] * x[j] for i in range(N_FEATURES) for j in range(N_FEATURES)
-        )
+        x0, x1, x2, x3, x4 = x = features(velocity_kmh, timestamp_ms)
+        t = self.theta
+        mean = t[0] * x0 + t[1] * x1 + t[2] * x2 + t[3] * x3 + t[4] * x4
+        xpx = 0.0
+        for xi, row in zip(x, self.cov, strict=True):  # 5 x 5, unrolled inside: hot path
+            xpx += xi * (row[0] * x0 + row[1] * x1 + row[2] * x2 + row[3] * x3 + row[4] * x4)
         return max(mean, 0.0), math.sqrt(max(xpx, 0.0) * self.noise_var)
 
     def predict(

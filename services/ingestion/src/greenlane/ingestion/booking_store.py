@@ -86,6 +86,7 @@ class Need:
     need_km: float = -1.0  # book only if no free station is closer than this
     range_km: float = -1.0  # choose among free stations within this distance
     weights: BookingWeights = field(default_factory=BookingWeights)
+    radius_km: float = 0.0  # search this far (0: the store's max_radius_km)
 
 
 ALWAYS: Final = Need()
@@ -185,7 +186,7 @@ class BookingStore:
                 r.stations_locations,
                 longitude=lon,
                 latitude=lat,
-                radius=self._max_radius,
+                radius=need.radius_km or self._max_radius,
                 unit="km",
                 sort="ASC",
                 count=self._max_candidates,

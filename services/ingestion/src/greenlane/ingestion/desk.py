@@ -107,6 +107,7 @@ class BookingDesk:
         weights: BookingWeights | None = None,
         tariff: float = 0.25,
         demand_prices: bool = False,
+        max_reach_km: float = 30.0,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -122,20 +123,18 @@ class BookingDesk:
         self.weights = weights or BookingWeights()
         self.tariff = tariff
         self.demand_prices = demand_prices
+        self.max_reach_km = max(max_reach_km, store.max_radius_km)
         self._cars: dict[str, _Followed] = {}
         self._unpublished: dict[str, Prediction] = {}
 
     def concerns(self, state: CarState, requested: bool) -> bool:
         """Only low, asking or plugged-in cars cost a booking round trip; with the
-        predictive policy also a car whose reach, minus the margin, is within the search
-        radius (a station beyond it could not be booked anyway)."""
+        predictive policy also a car whose reach, minus the margin, is within the farthest
+        search (max_reach_km: a station beyond it is not looked at anyway)."""
         prediction = self.observe(state) if self.policy == "predictive" else None
         if state.station_id or requested or state.battery < self.threshold:
             return True
-        return (
-            prediction is not None
-            and prediction.reach_km - self.margin_km < self.store.max_radius_km
-        )
+        return prediction is not None and prediction.reach_km - self.margin_km < self.max_reach_km
 
     def observe(self, state: CarState) -> Prediction:
         """Teach the car's model this status; its prediction at the horizon (kept, to be
@@ -244,14 +243,17 @@ class BookingDesk:
     def _need(self, state: CarState, requested: bool) -> Need:
         """What book.lua is told of the car's need: below the floor (or asking) it books
         whatever its reach; above it, only when its reach minus the margin no longer
-        covers the way to the nearest free station. It chooses within its range."""
+        covers the way to the nearest free station. It chooses within its range, and
+        stations are searched as far as that range (at least the store's radius, at most
+        max_reach_km)."""
         prediction = self.prediction(state.car_id) if self.policy == "predictive" else None
         if prediction is None:
             return ALWAYS
         forced = requested or state.battery < self.threshold
         need_km = -1.0 if forced else max(prediction.reach_km - self.margin_km, 0.0)
-        range_km = prediction.range_km - self.margin_km
-        return Need(need_km, max(range_km, 0.0) if range_km < 1e9 else -1.0, self.weights)
+        range_km = max(prediction.range_km - self.margin_km, 0.0)
+        radius = min(max(self.store.max_radius_km, range_km), self.max_reach_km)
+        return Need(need_km, range_km if range_km < 1e9 else -1.0, self.weights, radius_km=radius)
 
     def _quote(self, at_ms: int) -> Quote:
         """The offers of candidate stations at an instant: the tariff times the demand

@@ -38,6 +38,9 @@ class IngestionSettings(TokenSettings):
     # nearest free station (docs/prediction.md).
     booking_policy: Literal["predictive", "threshold"] = "predictive"
     booking_margin_km: float = Field(2.0, ge=0, le=100)
+    # The predictive desk searches stations as far as a car's predicted range, at least
+    # booking_max_radius_km and at most this.
+    booking_max_reach_km: float = Field(30.0, gt=0, le=500)
     booking_horizon_seconds: float = Field(1800.0, gt=0, le=86_400)
     # The weights of a candidate station's cost (greenlane.core.demand.BookingWeights).
     booking_speed_kmh: float = Field(25.0, gt=0, le=200)
