@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import grpc
+import httpx
 import pytest
 from conftest import ingestion_settings
 from redis.asyncio import Redis
@@ -24,6 +26,8 @@ from greenlane.core.demand import (
 )
 from greenlane.core.keys import Region
 from greenlane.core.stations import Site, Station, load_stations
+from greenlane.grid.app import create_app
+from greenlane.grid.settings import GridSettings
 from greenlane.ingestion.server import start_server
 from greenlane.v1 import fleet_pb2, fleet_pb2_grpc
 
@@ -168,3 +172,46 @@ async def test_a_full_sites_price_rises_and_the_next_booking_goes_to_a_cheaper_s
     )
     (second,) = await ask(stub, [later])
     assert second.status == fleet_pb2.BOOKED and second.booking.station_id == "st-calm"
+
+
+@pytest.mark.timeout(60)
+async def test_the_grid_prices_a_station_at_its_sites_factor_and_a_full_site_costs_more(
+    redis_client: Redis,
+) -> None:
+    await load_stations(
+        redis_client,
+        [
+            Station("st-busy", "Busy", north(0.3), HERE[1], 4, 150.0, "busy"),
+            Station("st-calm", "Calm", north(0.8), HERE[1], 4, 150.0, "calm"),
+        ],
+        sites=[Site("busy", "Busy site", 300.0), Site("calm", "Calm site", 300.0)],
+    )
+    at = 1_900_000_000_000
+    region = Region()
+    await record_site_load(redis_client, region, SiteLoad("busy", at - 60_000, 0.0, 0.0, 300.0))
+    await record_site_load(redis_client, region, SiteLoad("busy", at, 450.0, 150.0, 300.0))
+    await record_site_load(redis_client, region, SiteLoad("calm", at, 60.0, 0.0, 300.0))
+    app = create_app(GridSettings.model_validate({}), redis=redis_client)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://grid") as grid:
+
+        async def quote(station: str, ms: int) -> dict[str, object]:
+            when = datetime.fromtimestamp(ms / 1000, UTC).isoformat()
+            response = await grid.get("/api/pricing", params={"at": when, "station_id": station})
+            assert response.status_code == 200, response.text
+            body: dict[str, object] = response.json()
+            return body
+
+        before = await quote("st-busy", at - 1)
+        full = await quote("st-busy", at)
+        calm = await quote("st-calm", at)
+        unknown = await grid.get("/api/pricing", params={"station_id": "st-none"})
+    assert (before["demand_factor"], full["demand_factor"], calm["demand_factor"]) == (
+        0.8,
+        1.6,
+        0.88,
+    )
+    assert full["site_id"] == "busy" and full["site_demand"] == 2.0
+    assert full["price_per_kwh"] == round(float(full["tariff_per_kwh"]) * 1.6, 5)  # type: ignore[arg-type]
+    assert float(full["price_per_kwh"]) > float(calm["price_per_kwh"])  # type: ignore[arg-type]
+    assert unknown.status_code == 404
