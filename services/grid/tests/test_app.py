@@ -137,7 +137,12 @@ BAD_REQUESTS = [
     ("/api/pricing", "at=9999-12-31T23:00:00-05:00", "at", "at: out of the supported range"),
     ("/api/pricing", "at=2025-07-15T18:00Z&at=2025-07-16T18:00Z", "at", "given more than once"),
     ("/api/pricing", "when=now", "when", "unknown query parameter: when (allowed: at, station_id)"),
-    ("/api/pricing", "hours=3", "hours", "unknown query parameter: hours (allowed: at, station_id)"),
+    (
+        "/api/pricing",
+        "hours=3",
+        "hours",
+        "unknown query parameter: hours (allowed: at, station_id)",
+    ),
     ("/api/pricing", "z=1&y=2", "y", "unknown query parameters: y, z (allowed: at, station_id)"),
     ("/api/pricing/forecast", "hours=0", "hours", "hours: must be from 1 to 168, got 0"),
     ("/api/pricing/forecast", "hours=169", "hours", "hours: must be from 1 to 168, got 169"),
