@@ -63,6 +63,8 @@ class _Followed:
     latest: Prediction | None = None
     previous: tuple[float, int] | None = None  # (battery, timestamp) of the last status
     check: tuple[int, float, float] | None = None  # (due, model's battery, naive battery)
+    # Told "not needed yet": not looked at again before this (status time, ms).
+    recheck_after: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class BookingDesk:
         tariff: float = 0.25,
         demand_prices: bool = False,
         max_reach_km: float = 30.0,
+        recheck_s: float = 10.0,
     ) -> None:
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -124,17 +127,21 @@ class BookingDesk:
         self.tariff = tariff
         self.demand_prices = demand_prices
         self.max_reach_km = max(max_reach_km, store.max_radius_km)
+        self.recheck_ms = int(recheck_s * 1000)
         self._cars: dict[str, _Followed] = {}
         self._unpublished: dict[str, Prediction] = {}
 
     def concerns(self, state: CarState, requested: bool) -> bool:
         """Only low, asking or plugged-in cars cost a booking round trip; with the
         predictive policy also a car whose reach, minus the margin, is within the farthest
-        search (max_reach_km: a station beyond it is not looked at anyway)."""
+        search (max_reach_km: a station beyond it is not looked at anyway), unless it was
+        told "not needed yet" less than recheck_s ago."""
         prediction = self.observe(state) if self.policy == "predictive" else None
         if state.station_id or requested or state.battery < self.threshold:
             return True
-        return prediction is not None and prediction.reach_km - self.margin_km < self.max_reach_km
+        if prediction is None or prediction.reach_km - self.margin_km >= self.max_reach_km:
+            return False
+        return self._cars[state.car_id].recheck_after <= state.timestamp
 
     def observe(self, state: CarState) -> Prediction:
         """Teach the car's model this status; its prediction at the horizon (kept, to be
@@ -290,6 +297,9 @@ class BookingDesk:
         events = await self._expired_events(outcome.expired)
         booking = outcome.booking
         if booking is None and outcome.not_needed_km is not None:
+            followed = self._cars.get(state.car_id)
+            if followed is not None:
+                followed.recheck_after = state.timestamp + self.recheck_ms
             await self.publish(events)
             return DeskAnswer(
                 fleet_pb2.ACCEPTED,

@@ -186,6 +186,7 @@ async def _start(settings: IngestionSettings, stack: contextlib.AsyncExitStack) 
         tariff=settings.booking_tariff,
         demand_prices=settings.demand_prices,
         max_reach_km=settings.booking_max_reach_km,
+        recheck_s=settings.booking_recheck_seconds,
     )
     api = await stack.enter_async_context(
         HttpServer(

@@ -41,6 +41,9 @@ class IngestionSettings(TokenSettings):
     # The predictive desk searches stations as far as a car's predicted range, at least
     # booking_max_radius_km and at most this.
     booking_max_reach_km: float = Field(30.0, gt=0, le=500)
+    # A car told "no booking needed yet" is not looked at again for this long (unless it
+    # falls below the threshold or asks): a booking round trip per status would be waste.
+    booking_recheck_seconds: float = Field(10.0, ge=0, le=3600)
     booking_horizon_seconds: float = Field(1800.0, gt=0, le=86_400)
     # The weights of a candidate station's cost (greenlane.core.demand.BookingWeights).
     booking_speed_kmh: float = Field(25.0, gt=0, le=200)
