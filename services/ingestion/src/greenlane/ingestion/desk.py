@@ -136,7 +136,12 @@ class BookingDesk:
         predictive policy also a car whose reach, minus the margin, is within the farthest
         search (max_reach_km: a station beyond it is not looked at anyway), unless it was
         told "not needed yet" less than recheck_s ago."""
-        prediction = self.observe(state) if self.policy == "predictive" else None
+        prediction = None
+        if self.policy == "predictive":
+            try:
+                prediction = self.observe(state)
+            except ValueError:  # a status the model cannot use: the floor still holds
+                metrics.BOOKING_ERRORS.inc()
         if state.station_id or requested or state.battery < self.threshold:
             return True
         if prediction is None or prediction.reach_km - self.margin_km >= self.max_reach_km:
