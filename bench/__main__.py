@@ -13,6 +13,9 @@
   the end-to-end audit (bench/chaos.py);
 - `python -m bench soak --minutes N`: every service's memory while 2,000 cars stream
   (bench/soak.py);
+- `python -m bench fleet [--json]`: a simulated day of 1,000 cars, the fixed 20 % threshold
+  against prediction-led booking and demand prices on the same seed, and the drain
+  predictor's error against the naive last rate (bench/fleet.py);
 - `python -m bench` runs them all but the soak (`--quick` makes each quick).
 
 Servers and load generator share this machine, so absolute figures are noisy:
@@ -409,7 +412,7 @@ def ingestion(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `python -m bench NAME ...`; without a name, every benchmark in turn."""
-    from bench import chaos, hub, planner, soak, tracing
+    from bench import chaos, fleet, hub, planner, soak, tracing
 
     argv = sys.argv[1:] if argv is None else argv
     benches = {
@@ -419,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "hub": hub.main,
         "chaos": chaos.main,
         "soak": soak.main,
+        "fleet": fleet.main,
     }
     if argv and argv[0] in benches:
         return benches[argv[0]](argv[1:])
@@ -432,6 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         or planner.main(quick)
         or hub.main(quick)
         or chaos.main(quick)
+        or fleet.main(quick)
     )
 
 

@@ -15,6 +15,7 @@ import ast
 import importlib.metadata as md
 import importlib.util
 import json
+import platform
 import re
 import sys
 from pathlib import Path
@@ -156,6 +157,9 @@ def main(roots: list[str]) -> None:
                 "imports": imports,
                 "unresolved": sorted(set(unresolved)),
                 "installed": installed,
+                # Requirement markers are the image's: its Python may be another patch
+                # release than the runner's (redis needs async-timeout below 3.11.3).
+                "python_full_version": platform.python_version(),
             }
         )
     )

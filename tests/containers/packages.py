@@ -60,12 +60,18 @@ def needed_distributions(report: dict[str, Any]) -> dict[str, str]:
         for companion in LOADED_AT_RUN_TIME.get(dist or module.split(".")[0], ()):
             if companion in installed:
                 needed.setdefault(companion, f"{dist or module} loads it at run time")
+    # The markers of the interpreter the probe ran in (an image's Python may be another
+    # patch release than the runner's); the runner's platform otherwise.
+    environment = {"extra": ""}
+    if version := report.get("python_full_version"):
+        environment["python_full_version"] = version
+        environment["python_version"] = ".".join(version.split(".")[:2])
     queue = list(needed)
     while queue:
         dist = queue.pop()
         for line in (installed.get(dist) or {}).get("requires", ()):
             requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            if requirement.marker is not None and not requirement.marker.evaluate(environment):
                 continue
             name = canonical(requirement.name)
             if name not in needed:

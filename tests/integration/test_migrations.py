@@ -145,6 +145,7 @@ def test_migrations_apply_on_postgresql_and_a_second_run_applies_nothing(
         ("0003_timescaledb_hourly", "skipped"),
         ("0004_postgres_hourly", "applied"),
         ("0005_timescaledb_hourly_policy", "skipped"),
+        ("0006_demand_factor", "applied"),
     ]
     assert first[1].reason == "extension timescaledb is not available"
     assert second == []
@@ -166,6 +167,7 @@ def test_migrations_apply_on_postgresql_and_a_second_run_applies_nothing(
         ("0003", "skipped"),
         ("0004", "applied"),
         ("0005", "skipped"),
+        ("0006", "applied"),
     ]
     assert 'btree (station_id, "time" DESC)' in indexes["charging_sessions_station_time"]
     assert 'btree (car_id, "time" DESC)' in indexes["charging_sessions_car_time"]
@@ -367,6 +369,7 @@ def test_migrations_apply_on_timescaledb_and_a_second_run_applies_nothing(
         "0003_timescaledb_hourly:applied",
         "0004_postgres_hourly:skipped",
         "0005_timescaledb_hourly_policy:applied",
+        "0006_demand_factor:applied",
     ]
     assert second == []
     assert not [n for n in session.notices if n.startswith("WARNING")]

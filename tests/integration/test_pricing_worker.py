@@ -800,3 +800,59 @@ async def test_sigterm_while_waiting_for_the_broker_at_start_up_exits_0(tmp_path
     finally:
         if process.poll() is None:
             process.kill()
+
+
+# --- demand prices -------------------------------------------------------------------
+
+
+async def test_a_charging_row_carries_the_demand_factor_it_was_priced_with(
+    kafka_server: EmbeddedKafka,
+    redis_server: Any,
+    redis_client: Any,
+    database: str,
+    grid: Grid,
+    topic: str,
+    workers: list[RunningWorker],
+) -> None:
+    from greenlane.core.demand import SiteLoad, demand_factor, record_site_load
+    from greenlane.core.keys import Region
+    from greenlane.core.stations import Site, Station, load_stations
+
+    region = Region()
+    await load_stations(
+        redis_client,
+        [Station("st-full", "Full", 40.75, -73.98, 4, 150.0, "full")],
+        sites=[Site("full", "Full site", 300.0)],
+    )
+    t0 = now_ms() - 10 * MINUTE
+    # The site at half its limit, then asked for twice its limit from t0 + 2 min on.
+    calm = SiteLoad("full", t0 - MINUTE, 150.0, 0.0, 300.0)
+    busy = SiteLoad("full", t0 + 2 * MINUTE, 450.0, 150.0, 300.0)
+    for load in (calm, busy):
+        await record_site_load(redis_client, region, load)
+    charging = [event("car-9", t0 + n * MINUTE, 20.0 + n, station="st-full") for n in range(5)]
+    driving = [event("car-8", t0 + n * MINUTE, 90.0 - n, velocity=30.0) for n in range(3)]
+    await Stream(kafka_server, topic).send_events([*charging, *driving])
+    await run_worker(
+        settings_values(
+            kafka_server,
+            database,
+            grid,
+            topic,
+            demand_prices=True,
+            redis_url=redis_server.url,
+        ),
+        workers,
+    )
+    assert await wait_for_rows(database, len(charging) + len(driving)) == 8
+    rows = await fetch_rows(database)
+    factors = {int(r["time"].timestamp() * 1000): r for r in rows if r["car_id"] == "car-9"}
+    assert demand_factor(calm) == 1.0 and demand_factor(busy) == 1.6
+    tariffs = await grid.quotes(factors)
+    for at, row in factors.items():
+        expected = demand_factor(calm if at < busy.at_ms else busy)
+        assert row["demand_factor"] == pytest.approx(expected)
+        assert float(row["price_rate"]) == pytest.approx(
+            round(tariffs[at]["price_per_kwh"] * expected, 5), abs=1e-5
+        )
+    assert {r["demand_factor"] for r in rows if r["car_id"] == "car-8"} == {1.0}

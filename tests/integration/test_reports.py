@@ -294,5 +294,6 @@ def test_migrate_prints_what_it_applied_then_that_the_schema_is_up_to_date(
         ("0003_timescaledb_hourly", "skipped"),
         ("0004_postgres_hourly", "applied"),
         ("0005_timescaledb_hourly_policy", "skipped"),
+        ("0006_demand_factor", "applied"),
     ]
-    assert "schema up to date (all 5 migrations recorded, plain PostgreSQL)" in second
+    assert "schema up to date (all 6 migrations recorded, plain PostgreSQL)" in second

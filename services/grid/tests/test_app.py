@@ -136,9 +136,14 @@ BAD_REQUESTS = [
     ("/api/pricing", "at=2025-07-15T18:00:00+00:00", "at", "must be sent as %2B"),
     ("/api/pricing", "at=9999-12-31T23:00:00-05:00", "at", "at: out of the supported range"),
     ("/api/pricing", "at=2025-07-15T18:00Z&at=2025-07-16T18:00Z", "at", "given more than once"),
-    ("/api/pricing", "when=now", "when", "unknown query parameter: when (allowed: at)"),
-    ("/api/pricing", "hours=3", "hours", "unknown query parameter: hours (allowed: at)"),
-    ("/api/pricing", "z=1&y=2", "y", "unknown query parameters: y, z (allowed: at)"),
+    ("/api/pricing", "when=now", "when", "unknown query parameter: when (allowed: at, station_id)"),
+    (
+        "/api/pricing",
+        "hours=3",
+        "hours",
+        "unknown query parameter: hours (allowed: at, station_id)",
+    ),
+    ("/api/pricing", "z=1&y=2", "y", "unknown query parameters: y, z (allowed: at, station_id)"),
     ("/api/pricing/forecast", "hours=0", "hours", "hours: must be from 1 to 168, got 0"),
     ("/api/pricing/forecast", "hours=169", "hours", "hours: must be from 1 to 168, got 169"),
     ("/api/pricing/forecast", "hours=abc", "hours", "hours: not a whole number: 'abc'"),
@@ -257,3 +262,20 @@ async def test_an_unexpected_failure_gets_a_500_problem_and_is_counted(
     body = assert_problem(response, 500)
     assert "tariff table missing" not in str(body)
     assert 'greenlane_grid_requests_total{route="/api/pricing",status="500"} 1.0' in metrics
+
+
+async def test_a_station_is_priced_at_the_tariff_without_demand_data(
+    client: httpx.AsyncClient,
+) -> None:
+    plain = (await client.get("/api/pricing")).json()
+    response = await client.get("/api/pricing", params={"station_id": "st-1"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["demand_factor"] == 1.0 and body["site_id"] is None
+    assert body["price_per_kwh"] == body["tariff_per_kwh"] == plain["price_per_kwh"]
+
+
+async def test_a_bad_station_id_gets_a_400_problem_naming_it(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/pricing", params={"station_id": "no spaces"})
+    body = assert_problem(response, 400)
+    assert body["parameter"] == "station_id"

@@ -78,6 +78,12 @@ def car_spec(car_id: str) -> str:
     return f"{shard_tag(fleet_shard(car_id))}:car-spec:{car_id}"
 
 
+def drain(car_id: str) -> str:
+    """HASH of a car's latest drain prediction (greenlane.core.drain.PREDICTION_FIELDS),
+    written by ingestion's booking desk; in its car's slot."""
+    return f"{shard_tag(fleet_shard(car_id))}:drain:{car_id}"
+
+
 def check_region(name: str) -> str:
     if not REGION_PATTERN.fullmatch(name):
         raise ValueError(
@@ -158,6 +164,12 @@ class Region:
     def site_schedule(self, site_id: str) -> str:
         """STRING (JSON): the site's current joint plan, slot by slot (the planner's)."""
         return f"{self.tag}:site-schedule:{site_id}"
+
+    def site_load(self, site_id: str) -> str:
+        """ZSET of a site's load snapshots (greenlane.core.demand.SiteLoad JSON), score =
+        the snapshot's instant (ms): the version in force at t is the last one at or
+        before t. Written by the planner; read for prices and bookings."""
+        return f"{self.tag}:site-load:{site_id}"
 
     @property
     def planner_replicas(self) -> str:

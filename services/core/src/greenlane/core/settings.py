@@ -41,6 +41,11 @@ class BaseServiceSettings(BaseSettings):
     redis_cluster: bool = False
     # The booking region: its stations and bookings share one Redis Cluster slot.
     region: str = DEFAULT_REGION
+    # Prices that follow demand (greenlane.core.demand, docs/prediction.md): the pricing
+    # worker prices charging rows at the tariff times their site's demand factor, the
+    # planner costs its plans so and the booking desk weighs stations' demand prices; off,
+    # every price is the tariff (factor 1). Read from the site snapshots in GREENLANE_REDIS_URL.
+    demand_prices: bool = False
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     fleet_events_topic: str = Field(FLEET_EVENTS_TOPIC, min_length=1, max_length=249)
     metrics_host: str = "0.0.0.0"  # noqa: S104 - pods are scraped from outside

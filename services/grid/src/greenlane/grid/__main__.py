@@ -13,6 +13,7 @@ from greenlane.core import cliargs
 from greenlane.core.edge import edge_limits, server_config, tls_files
 from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
 from greenlane.core.logs import setup_logging
+from greenlane.core.redis_state import connect
 from greenlane.core.settings import load_settings
 from greenlane.core.telemetry import SignalNeutralServer
 from greenlane.core.tracing import setup_tracing
@@ -60,8 +61,12 @@ async def main(args: argparse.Namespace) -> int:
         sock = stack.enter_context(
             bind_socket(settings.grid_host, settings.grid_port, PORT_VARIABLES)
         )
+        redis = None
+        if settings.demand_prices:  # GET /api/pricing?station_id= follows demand
+            redis = connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=8)
+            stack.push_async_callback(redis.aclose)
         config = server_config(
-            create_app(settings),
+            create_app(settings, redis=redis),
             tls=tls_files(settings),
             limits=edge_limits(settings),
             graceful_seconds=GRACEFUL_SHUTDOWN_SECONDS,

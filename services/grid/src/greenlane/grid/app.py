@@ -27,8 +27,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from greenlane.core.demand import site_load_at, station_price
 from greenlane.core.errors import InvalidField
+from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.http import problem
+from greenlane.core.keys import Region
+from greenlane.core.redis_state import RedisClient
 from greenlane.core.telemetry import probes_app
 from greenlane.grid.settings import GridSettings
 from greenlane.grid.tariff import MAX_FORECAST_HOURS, Quote, forecast, price_at
@@ -184,11 +188,15 @@ def create_app(
     registry: CollectorRegistry | None = None,
     clock: Clock = _now,
     tracer_provider: trace.TracerProvider | None = None,
+    redis: RedisClient | None = None,
 ) -> Starlette:
     """The grid service as an ASGI app; each app has its own metrics registry.
 
-    Spans go to the global tracer provider unless one is given (tests do).
+    Spans go to the global tracer provider unless one is given (tests do). With a Redis
+    client (GREENLANE_DEMAND_PRICES), `station_id` prices a station: the tariff times
+    its site's demand factor at the instant (greenlane.core.demand).
     """
+    region = Region(settings.region)
     zone = settings.tariff_zone
     tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
     registry = registry if registry is not None else _fresh_registry()
@@ -206,14 +214,44 @@ def create_app(
     )
 
     async def pricing(request: Request) -> Response:
-        params = _single_params(request, ["at"])
+        params = _single_params(request, ["at", "station_id"])
         instant = parse_instant(params["at"]) if "at" in params else clock()
         quote = price_at(instant, zone)
         span = trace.get_current_span()
         span.set_attribute("greenlane.pricing.at", iso_utc(quote.at))
         span.set_attribute("greenlane.pricing.price_per_kwh", quote.price_per_kwh)
         span.set_attribute("greenlane.pricing.energy_source", quote.energy_source)
-        return JSONResponse(quote_json(quote))
+        if "station_id" not in params:
+            return JSONResponse(quote_json(quote))
+        return JSONResponse(await station_quote(params["station_id"], instant, quote))
+
+    async def station_quote(station_id: str, instant: datetime, quote: Quote) -> dict[str, Any]:
+        """The quote at a station: its price is the tariff times its site's factor."""
+        if not CAR_ID_PATTERN.fullmatch(station_id):
+            raise ParameterError(
+                "station_id", f"station_id: 1 to 64 of A-Z a-z 0-9 _ . : -, got {_echo(station_id)}"
+            )
+        site_id, load = "", None
+        if redis is not None:
+            raw = await redis.hget(region.station(station_id), "site_id")
+            exists = raw is not None or await redis.exists(region.station(station_id))
+            if not exists:
+                raise HTTPException(404, f"no station {_echo(station_id)} in {region.name}")
+            site_id = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+            if site_id:
+                at_ms = int(instant.timestamp() * 1000)
+                load = await site_load_at(redis, region, site_id, at_ms)
+        priced = station_price(quote.price_per_kwh, load)
+        body = quote_json(quote)
+        body.update(
+            price_per_kwh=priced.price,
+            tariff_per_kwh=quote.price_per_kwh,
+            demand_factor=priced.factor,
+            station_id=station_id,
+            site_id=site_id or None,
+            site_demand=round(load.demand, 4) if load is not None else None,
+        )
+        return body
 
     async def pricing_forecast(request: Request) -> Response:
         params = _single_params(request, ["at", "hours"])

@@ -14,11 +14,12 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Final, Literal
 
+from greenlane.core.demand import BookingWeights
 from greenlane.core.keys import Region
 from greenlane.core.redis_state import RedisClient, is_cluster
 
@@ -60,9 +61,36 @@ class Booking:
 
 @dataclass(frozen=True, slots=True)
 class BookOutcome:
-    booking: Booking | None  # None: no station nearby has free capacity (or the fleet cap)
+    booking: Booking | None  # None: no free station nearby, not needed, or the fleet cap
     expired: list[Expired]
+    # Not booked because a free station is closer than the car's reach (its distance).
+    not_needed_km: float | None = None
     fleet_limit: int = 0  # > 0: the fleet holds this many live bookings, its cap
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What a candidate station costs at the moment: its price and expected wait."""
+
+    price: float = 0.0  # USD/kWh
+    wait_minutes: float = 0.0
+
+
+# Offers of candidate stations (by id), given the ids; stations left out cost 0.
+Quote = Callable[[list[str]], Awaitable[dict[str, Offer]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """How much a car needs a booking (book.lua's need_km and range_km; < 0: not given)."""
+
+    need_km: float = -1.0  # book only if no free station is closer than this
+    range_km: float = -1.0  # choose among free stations within this distance
+    weights: BookingWeights = field(default_factory=BookingWeights)
+    radius_km: float = 0.0  # search this far (0: the store's max_radius_km)
+
+
+ALWAYS: Final = Need()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +150,10 @@ class BookingStore:
         # The keys every script of the region shares, in the order the scripts expect.
         self._ledger = [r.bookings, r.booking_expiry, r.booking_ended, r.car_booking]
 
+    @property
+    def max_radius_km(self) -> float:
+        return self._max_radius
+
     async def book(
         self,
         car_id: str,
@@ -131,8 +163,12 @@ class BookingStore:
         *,
         fleet: str = "",
         cap: int = 0,
+        need: Need = ALWAYS,
+        quote: Quote | None = None,
     ) -> BookOutcome:
-        """The car's active booking, or a new one at the nearest station with a free slot.
+        """The car's active booking, or a new one at the free station that costs it least
+        (the nearest without a quote); with need.need_km >= 0, none while a free station
+        is closer than that (BookOutcome.not_needed_km).
 
         The candidates are found first (one GEOSEARCH, with whether the car holds a
         booking, in one round trip), so that the script is given the keys of every
@@ -145,7 +181,7 @@ class BookingStore:
         expired: list[Expired] = []
         book = (fleet, cap)
         if self._holding.get(car_id, 0) > time.time() * 1000:
-            outcome = await self._call_book(car_id, lon, lat, now_ms, [], book)
+            outcome = await self._call_book(car_id, lon, lat, now_ms, [], book, need, {})
             if outcome.booking is not None:
                 return outcome
             expired = outcome.expired  # cancelled, fulfilled or expired meanwhile
@@ -155,7 +191,7 @@ class BookingStore:
                 r.stations_locations,
                 longitude=lon,
                 latitude=lat,
-                radius=self._max_radius,
+                radius=need.radius_km or self._max_radius,
                 unit="km",
                 sort="ASC",
                 count=self._max_candidates,
@@ -165,8 +201,11 @@ class BookingStore:
         )
         if not found and not has_booking:
             return BookOutcome(None, expired)  # no station in range, nothing to look at
-        outcome = await self._call_book(car_id, lon, lat, now_ms, list(found), book)
-        return BookOutcome(outcome.booking, expired + outcome.expired, outcome.fleet_limit)
+        offers = await quote([_s(m) for m, _ in found]) if quote and found else {}
+        outcome = await self._call_book(car_id, lon, lat, now_ms, list(found), book, need, offers)
+        return BookOutcome(
+            outcome.booking, expired + outcome.expired, outcome.not_needed_km, outcome.fleet_limit
+        )
 
     async def _call_book(
         self,
@@ -176,24 +215,32 @@ class BookingStore:
         now_ms: int,
         found: list[Any],
         book: tuple[str, int],
+        need: Need,
+        offers: dict[str, Offer],
     ) -> BookOutcome:
         r = self.region
         fleet, cap = book
+        w = need.weights
         keys = [r.stations_locations, *self._ledger, r.car_bookings(car_id)]
         keys.append(r.fleet_bookings(fleet))
         args: list[Any] = [car_id, repr(lon), repr(lat), now_ms, self.ttl_ms, uuid.uuid4().hex]
         args += [fleet, cap]
+        args += [repr(need.need_km), repr(need.range_km)]
+        args += [repr(w.speed_kmh), repr(w.value_per_minute), repr(w.energy_kwh)]
         for member, dist in found:
             sid = _s(member)
+            offer = offers.get(sid, Offer())
             keys += [r.station(sid), r.station_bookings(sid)]
-            args += [sid, repr(float(dist))]
+            args += [sid, repr(float(dist)), repr(offer.price), repr(offer.wait_minutes)]
         reply = await self._book(keys=keys, args=args)
         status = _s(reply[0])
         expired = _expired(reply[6:])
+        if status == "NOT_NEEDED":
+            return BookOutcome(None, expired, float(_s(reply[3])))
         if status != "BOOKED":
             self._holding.pop(car_id, None)
             live = int(reply[5]) if status == "FLEET_LIMIT" else 0
-            return BookOutcome(None, expired, live)
+            return BookOutcome(None, expired, fleet_limit=live)
         distance = _s(reply[3])
         booking = Booking(
             booking_id=_s(reply[1]),

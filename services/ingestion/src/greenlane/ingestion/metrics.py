@@ -80,3 +80,19 @@ FOREIGN_CARS = Counter(
     "greenlane_ingestion_foreign_car_statuses_total",
     "Statuses refused because their car belongs to another fleet.",
 )
+DRAIN_PREDICTIONS = Counter(
+    "greenlane_ingestion_drain_predictions_total",
+    "Drain predictions made (one per stored status of a car the desk follows).",
+)
+DRAIN_ERROR = Histogram(
+    "greenlane_ingestion_drain_prediction_error_percent",
+    "Absolute error of a car's predicted battery at the horizon, once the horizon came "
+    "(points of battery %), by predictor (model, or the naive last rate).",
+    ["predictor"],
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 25),
+)
+BOOKINGS_AHEAD = Counter(
+    "greenlane_ingestion_bookings_ahead_total",
+    "Bookings made above the battery floor, because the predicted reach no longer covered "
+    "the way to the nearest free station.",
+)

@@ -21,6 +21,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from greenlane.core.auth import Authenticator
 from greenlane.core.authenticator import build_authenticator
+from greenlane.core.demand import BookingWeights
 from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
@@ -256,6 +257,18 @@ async def _start(
         threshold=settings.booking_threshold_percent,
         max_per_fleet=settings.booking_max_per_fleet,
         tracer_provider=tracer_provider,
+        policy=settings.booking_policy,
+        margin_km=settings.booking_margin_km,
+        horizon_s=settings.booking_horizon_seconds,
+        weights=BookingWeights(
+            speed_kmh=settings.booking_speed_kmh,
+            value_per_minute=settings.booking_value_per_minute,
+            energy_kwh=settings.booking_energy_kwh,
+        ),
+        tariff=settings.booking_tariff,
+        demand_prices=settings.demand_prices,
+        max_reach_km=settings.booking_max_reach_km,
+        recheck_s=settings.booking_recheck_seconds,
     )
     api = await stack.enter_async_context(
         HttpServer(
@@ -362,7 +375,8 @@ def _untraced(check: Check) -> Check:
 
 
 async def _sweep_forever(desk: BookingDesk, every: float) -> None:
-    """Expired bookings give their slot back even at stations nobody asks about."""
+    """Expired bookings give their slot back even at stations nobody asks about; the cars'
+    latest drain predictions reach Redis as often."""
     while True:
         await asyncio.sleep(every)
         try:
@@ -371,3 +385,8 @@ async def _sweep_forever(desk: BookingDesk, every: float) -> None:
                 await desk.sweep()
         except Exception as exc:  # Redis down: the next sweep catches up
             log.warning("booking sweep failed: %s", type(exc).__name__)
+        try:
+            with suppress_instrumentation():
+                await desk.publish_predictions()
+        except Exception as exc:  # the next round writes the newer ones
+            log.warning("drain predictions not written: %s", type(exc).__name__)

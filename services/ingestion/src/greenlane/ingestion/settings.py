@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from greenlane.core.settings import TokenSettings
@@ -31,6 +33,25 @@ class IngestionSettings(TokenSettings):
     booking_max_radius_km: float = Field(5.0, gt=0, le=100)
     booking_max_candidates: int = Field(10, ge=1, le=100)
     booking_sweep_seconds: float = Field(5.0, gt=0, le=3600)
+    # predictive: book ahead of need (predicted reach), at the free station that costs the
+    # car least (detour, demand price, expected wait); threshold: below the threshold, the
+    # nearest free station (docs/prediction.md).
+    booking_policy: Literal["predictive", "threshold"] = "predictive"
+    booking_margin_km: float = Field(2.0, ge=0, le=100)
+    # The predictive desk searches stations as far as a car's predicted range, at least
+    # booking_max_radius_km and at most this.
+    booking_max_reach_km: float = Field(30.0, gt=0, le=500)
+    # A car told "no booking needed yet" is not looked at again for this long (unless it
+    # falls below the threshold or asks): a booking round trip per status would be waste.
+    booking_recheck_seconds: float = Field(10.0, ge=0, le=3600)
+    booking_horizon_seconds: float = Field(1800.0, gt=0, le=86_400)
+    # The weights of a candidate station's cost (greenlane.core.demand.BookingWeights).
+    booking_speed_kmh: float = Field(25.0, gt=0, le=200)
+    booking_value_per_minute: float = Field(0.5, ge=0, le=100)
+    booking_energy_kwh: float = Field(30.0, ge=0, le=500)
+    # The grid tariff (USD/kWh) the demand factors of candidate stations multiply: at one
+    # instant every station has the same tariff, so only their factors tell them apart.
+    booking_tariff: float = Field(0.25, ge=0, le=10)
     booking_api_port: int = Field(8082, ge=0, le=65535)
     # Live bookings one fleet may hold in the region (a credential's `bookings` limit
     # overrides it; 0: no cap).

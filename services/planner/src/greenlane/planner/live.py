@@ -37,6 +37,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext
 from redis.exceptions import RedisError
 
+from greenlane.core.demand import demand_factor, record_site_load
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import encode_event, parse_event
 from greenlane.core.kafka import make_producer, start_with_retry
@@ -51,6 +52,7 @@ from greenlane.core.telemetry import (
     traced_record,
 )
 from greenlane.planner import metrics, store
+from greenlane.planner.demand import site_load
 from greenlane.planner.fleet import CarSpec, FleetPicture, Goal
 from greenlane.planner.forecast import (
     ForecastUnavailable,
@@ -296,6 +298,14 @@ class LivePlanner:
         cars = self.picture.cars_at(site_id)
         now = self.now_ms()
         prices = slot_prices(self.curve, now, self.rules.slot_minutes, self.rules.horizon)
+        # The site's load snapshot, versioned by now: the demand factor the pricing worker
+        # and the booking desk read for this instant. With demand prices on, the plan is
+        # costed at it (it scales every slot of the site alike: the plan itself is the same).
+        load = site_load(site, cars, now)
+        await record_site_load(self.redis, self.region, load)
+        if self.settings.demand_prices:
+            factor = demand_factor(load)
+            prices = [p * factor for p in prices]
         if not cars:
             schedule = empty_schedule(site, now, prices, self.rules)
         else:

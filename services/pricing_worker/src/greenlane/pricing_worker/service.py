@@ -16,9 +16,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from opentelemetry.trace import TracerProvider
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
+from greenlane.core.keys import Region
 from greenlane.core.lifecycle import Readiness
+from greenlane.core.redis_state import connect
 from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.core.tracing import exporting
+from greenlane.pricing_worker.demand import DemandFactors
 from greenlane.pricing_worker.grid import GridClient
 from greenlane.pricing_worker.pricer import Pricer
 from greenlane.pricing_worker.settings import PricingWorkerSettings
@@ -142,8 +145,19 @@ async def _start(
         session_timeout_ms=settings.pricing_session_timeout_ms,
         heartbeat_interval_ms=max(300, settings.pricing_session_timeout_ms // 3),
     )
+    demand = None
+    if settings.demand_prices:  # GREENLANE_DEMAND_PRICES
+        redis = connect(settings.redis_url, cluster=settings.redis_cluster, max_connections=8)
+        stack.push_async_callback(redis.aclose)
+        demand = DemandFactors(redis, Region(settings.region))
     worker = PricingWorker(
-        settings, consumer, producer, pool, pricer, tracer_provider=tracer_provider
+        settings,
+        consumer,
+        producer,
+        pool,
+        pricer,
+        tracer_provider=tracer_provider,
+        demand=demand,
     )
     readiness.add_group(worker.ready)
     consumer.subscribe([settings.fleet_events_topic], listener=worker.listener)

@@ -53,6 +53,8 @@ class Row:
     energy_source: str = field(metadata=_column("text"))
     grid_load: float = field(metadata=_column("float4"))
     priced_from_cache: bool = field(metadata=_column("bool"))
+    # price_rate is the tariff times this (greenlane.core.demand; sql/0006).
+    demand_factor: float = field(metadata=_column("float4"))
 
 
 _FIELDS: Final = fields(Row)

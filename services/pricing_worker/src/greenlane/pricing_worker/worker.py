@@ -17,11 +17,13 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from opentelemetry import trace
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+from redis.exceptions import RedisError
 
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import CarState, parse_event, row_values
 from greenlane.core.telemetry import continue_and_link, traced_record
 from greenlane.pricing_worker import metrics
+from greenlane.pricing_worker.demand import DemandFactors
 from greenlane.pricing_worker.dlq import DeadLetter, DlqReason, send_dead_letters
 from greenlane.pricing_worker.pricer import GridDown, Priced, Pricer
 from greenlane.pricing_worker.prices import Quote, instant_of, iso_at
@@ -111,7 +113,9 @@ class PricingWorker:
         pricer: Pricer,
         *,
         tracer_provider: trace.TracerProvider | None = None,
+        demand: DemandFactors | None = None,
     ) -> None:
+        self._demand = demand
         self._settings = settings
         self._consumer = consumer
         self._producer = producer
@@ -283,11 +287,22 @@ class PricingWorker:
                     kept.append(e)
                 else:
                     dead.append(self._dead_letter(e.record, "unpriceable", why))
+            factors: dict[tuple[str, int], float] = {}
+            demand = self._demand
+            # The snapshot in force at the event's own instant (ms), not the tariff's
+            # rounded one: a site's load changes from one millisecond to the next.
+            at_stations = {
+                (s.station_id, s.timestamp) for s in (e.state for e in kept) if s.station_id
+            }
+            if demand is not None and at_stations:
+                factors = await self._retry(
+                    "demand", lambda: demand.factors(at_stations), (RedisError, OSError)
+                )
             with tracer.start_as_current_span(DB_SPAN, kind=SpanKind.CLIENT) as step:
                 step.set_attribute("db.system.name", "postgresql")
                 step.set_attribute("db.collection.name", "charging_sessions")
                 inserted, cache_priced = await self._retry(
-                    "database", lambda: self._write(kept, priced.quotes), _DB_ERRORS
+                    "database", lambda: self._write(kept, priced.quotes, factors), _DB_ERRORS
                 )
                 step.set_attribute("greenlane.rows.offered", len(kept))
                 step.set_attribute("greenlane.rows.inserted", inserted)
@@ -356,7 +371,10 @@ class PricingWorker:
             return result
 
     async def _write(
-        self, events: Sequence[_Event], quotes: Mapping[int, Quote]
+        self,
+        events: Sequence[_Event],
+        quotes: Mapping[int, Quote],
+        factors: Mapping[tuple[str, int], float] | None = None,
     ) -> tuple[int, int]:
         """One transaction: seed unknown cars from the table, account, COPY, INSERT."""
         if not events:
@@ -374,8 +392,16 @@ class PricingWorker:
                         known[car] = state
                 known.update(await load_last_sessions(conn, unknown))
                 accounted, states = account_batch(known, [e.state for e in events], self._params)
+                factors = factors or {}
                 rows = [
-                    self._row(e, a.kwh_usage, a.session_kind, a.session_id, quotes[e.instant])
+                    self._row(
+                        e,
+                        a.kwh_usage,
+                        a.session_kind,
+                        a.session_id,
+                        quotes[e.instant],
+                        factors.get((e.state.station_id, e.state.timestamp), 1.0),
+                    )
                     for e, a in zip(events, accounted, strict=True)
                 ]
                 inserted = await insert_rows(conn, rows)
@@ -384,7 +410,9 @@ class PricingWorker:
         return inserted, sum(r.priced_from_cache for r in rows)
 
     @staticmethod
-    def _row(e: _Event, kwh: float, kind: str, session: str, quote: Quote) -> Row:
+    def _row(
+        e: _Event, kwh: float, kind: str, session: str, quote: Quote, factor: float = 1.0
+    ) -> Row:
         s = e.state
         # The car-state columns come from the event table; time and battery as stored.
         values = row_values(s)
@@ -396,10 +424,11 @@ class PricingWorker:
             event_type=e.event_type,
             session_kind=kind,
             kwh_usage=kwh,
-            price_rate=quote.price_per_kwh,
+            price_rate=round(quote.price_per_kwh * factor, 5),
             energy_source=quote.energy_source,
             grid_load=quote.grid_load,
             priced_from_cache=quote.from_cache,
+            demand_factor=factor,
         )
 
     def _remember(self, states: Mapping[str, CarSession]) -> None:

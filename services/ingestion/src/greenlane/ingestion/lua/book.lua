@@ -1,14 +1,24 @@
--- Book the nearest station with free capacity for one car, atomically.
+-- Book a station with free capacity for one car, atomically: of the candidates with a
+-- free slot (and within the car's range, when it is given), the one that costs the car
+-- least, where cost = (distance / speed x 60 + wait minutes) x value of a minute
+--                     + price x energy (greenlane.core.demand.booking_cost: the same sum).
+-- With equal prices and no waits that is the nearest free station, as before.
 -- Expired bookings of every candidate are reclaimed first, so a slot is free exactly
 -- when capacity > live bookings.
+-- Booking ahead of need: given need_km >= 0 (the car's predicted reach minus a margin),
+-- the car is not booked while the nearest free station is closer than need_km: it can
+-- still get there later (NOT_NEEDED, with that station's distance). need_km < 0 books
+-- whatever the reach (the battery is below the floor, or the car asks).
 --
 -- KEYS: 1 stations:locations (GEO), 2 bookings, 3 booking-expiry, 4 booking-ended,
 --       5 car-booking, 6 the car's car-bookings, 7 the fleet's fleet-bookings, then per
 --       candidate station (nearest first) its station HASH and its station-bookings ZSET
 -- ARGV: car_id, lon, lat, now_ms (0: server TIME), ttl_ms, booking_id, fleet ('' none),
 --       cap (live bookings the fleet may hold; 0 = no cap),
---       then per candidate its station_id and distance_km
+--       need_km, range_km (< 0: no limit), speed_kmh, value_per_minute, energy_kwh,
+--       then per candidate its station_id, distance_km, price (USD/kWh), wait_minutes
 -- Returns {"BOOKED", booking_id, station_id, distance_km, expires_ms, existing(0/1), expired...}
+--      or {"NOT_NEEDED", "", "", nearest_free_km, "", 0, expired...}
 --      or {"NO_CAPACITY", "", "", "", "", 0, expired...}
 --      or {"FLEET_LIMIT", "", "", "", "", live, expired...} (the fleet holds `cap` already)
 -- where expired... is a flat list of reclaimed "booking_id|car_id|station_id".
@@ -62,33 +72,53 @@ if current then
   redis.call('HDEL', k.pointer, car_id)
 end
 
--- A fleet holds at most `cap` live bookings (invented car ids cannot take every slot).
+-- Candidates come nearest first, up to the limit: the same stations, in the same order,
+-- as widening the radius step by step.
+local need, range = tonumber(ARGV[9]), tonumber(ARGV[10])
+local speed, per_minute, energy = tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13])
+local FIXED = 13
+local nearest, best, best_cost = nil, nil, nil
+for c = 1, (#ARGV - FIXED) / 4 do
+  local at = FIXED + 4 * (c - 1)
+  local station_id, dist = ARGV[at + 1], tonumber(ARGV[at + 2])
+  local zkey = KEYS[7 + 2 * c]
+  reclaim(zkey, station_id)
+  local capacity = tonumber(redis.call('HGET', KEYS[6 + 2 * c], 'capacity') or '0')
+  if redis.call('ZCARD', zkey) < capacity then
+    nearest = nearest or c
+    if range < 0 or dist <= range then
+      local cost = (dist / speed * 60 + tonumber(ARGV[at + 4])) * per_minute
+        + tonumber(ARGV[at + 3]) * energy
+      if best == nil or cost < best_cost then best, best_cost = c, cost end
+    end
+  end
+end
+if nearest == nil then return answer({'NO_CAPACITY', '', '', '', '', 0}) end
+if need >= 0 and tonumber(ARGV[FIXED + 4 * nearest - 2]) < need then
+  return answer({'NOT_NEEDED', '', '', ARGV[FIXED + 4 * nearest - 2], '', 0})
+end
+-- A fleet holds at most `cap` live bookings (invented car ids cannot take every slot);
+-- a car that needs no booking yet is told so whatever its fleet holds.
 if fleet ~= '' then
   redis.call('ZREMRANGEBYSCORE', k.fleet, '-inf', now)
   local live = redis.call('ZCARD', k.fleet)
   if cap > 0 and live >= cap then return answer({'FLEET_LIMIT', '', '', '', '', live}) end
 end
 
--- Candidates come nearest first, up to the limit: the same stations, in the same order,
--- as widening the radius step by step.
-for c = 1, (#ARGV - 8) / 2 do
-  local station_id, dist = ARGV[7 + 2 * c], ARGV[8 + 2 * c]
-  local skey, zkey = KEYS[6 + 2 * c], KEYS[7 + 2 * c]
-  reclaim(zkey, station_id)
-  local capacity = tonumber(redis.call('HGET', skey, 'capacity') or '0')
-  if redis.call('ZCARD', zkey) < capacity then
-    local expires = now + ttl
-    redis.call('ZADD', zkey, expires, booking_id)
-    redis.call('ZADD', k.expiry, expires, booking_id)
-    redis.call('HSET', k.bookings, booking_id, cjson.encode({car_id = car_id,
-      station_id = station_id, created = ms(now), expires = ms(expires), status = 'active',
-      distance_km = dist, fleet = fleet}))
-    if fleet ~= '' then redis.call('ZADD', k.fleet, expires, booking_id) end
-    redis.call('HSET', k.pointer, car_id, booking_id)
-    redis.call('ZADD', k.history, now, booking_id)
-    -- A car's history keeps its 50 latest bookings (their records go a day after they end).
-    redis.call('ZREMRANGEBYRANK', k.history, 0, -51)
-    return answer({'BOOKED', booking_id, station_id, dist, ms(expires), 0})
-  end
-end
-return answer({'NO_CAPACITY', '', '', '', '', 0})
+-- Nothing free within the car's range: the nearest free station, as far as it is.
+local c = best or nearest
+local at = FIXED + 4 * (c - 1)
+local station_id, dist = ARGV[at + 1], ARGV[at + 2]
+local zkey = KEYS[7 + 2 * c]
+local expires = now + ttl
+redis.call('ZADD', zkey, expires, booking_id)
+redis.call('ZADD', k.expiry, expires, booking_id)
+redis.call('HSET', k.bookings, booking_id, cjson.encode({car_id = car_id,
+  station_id = station_id, created = ms(now), expires = ms(expires), status = 'active',
+  distance_km = dist, fleet = fleet}))
+if fleet ~= '' then redis.call('ZADD', k.fleet, expires, booking_id) end
+redis.call('HSET', k.pointer, car_id, booking_id)
+redis.call('ZADD', k.history, now, booking_id)
+-- A car's history keeps its 50 latest bookings (their records go a day after they end).
+redis.call('ZREMRANGEBYRANK', k.history, 0, -51)
+return answer({'BOOKED', booking_id, station_id, dist, ms(expires), 0})
