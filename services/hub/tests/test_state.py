@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from greenlane.core.events import CarState
+from greenlane.core.stations import Station as StationInfo
 from greenlane.hub.events import CarEvent, PlanEvent
-from greenlane.hub.state import FleetState, StationInfo, heading_degrees
+from greenlane.hub.state import FleetState, heading_degrees
 
 T0 = 1_764_000_000_000
 STATION = StationInfo("mh-001", "Battery Park", 40.70, -74.01, 4, 150.0)

@@ -91,3 +91,21 @@ async def fetch_high_watermarks(
         await consumer.getmany(*tps, timeout_ms=200)
     ends = {tp: consumer.highwater(tp) for tp in tps}
     return {tp: end for tp, end in ends.items() if end is not None}
+
+
+async def seek_to_window(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], cutoff_ms: int
+) -> None:
+    """Put each partition at its first record at or after cutoff_ms (a replay window), or
+    at its beginning when the broker cannot look offsets up by time. Readers still skip
+    older records: some brokers answer a time lookup with an earlier offset."""
+    await consumer.seek_to_beginning(*tps)
+    try:
+        found = await consumer.offsets_for_times(dict.fromkeys(tps, cutoff_ms))
+    except (KafkaError, OSError, ValueError) as exc:
+        log.info("offsets by time unavailable (%s); replaying from the start", exc)
+        return
+    for tp in tps:
+        hit = found.get(tp)
+        if hit is not None:
+            consumer.seek(tp, hit.offset)

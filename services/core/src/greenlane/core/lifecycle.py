@@ -10,6 +10,7 @@ registry that start-up fills as it goes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import signal
@@ -140,3 +141,36 @@ def run_service(main: Callable[[], Coroutine[Any, Any, int | None]]) -> None:
     except KeyboardInterrupt:
         code = 130
     sys.exit(code or 0)
+
+
+async def restarting(
+    what: str,
+    run: Callable[[asyncio.Event], Awaitable[None]],
+    stop: asyncio.Event,
+    logger: logging.Logger,
+    pause_seconds: float = 2.0,
+) -> None:
+    """Run a service's loop until `stop`; a crash is logged (naming `what`) and the loop
+    starts again after a pause, so one failing part never takes the service down."""
+    while not stop.is_set():
+        try:
+            await run(stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("%s failed; restarting it in %g s", what, pause_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), pause_seconds)
+
+
+async def start_in_stack(start: Callable[[contextlib.AsyncExitStack], Awaitable[T]]) -> T:
+    """Start a service whose parts `start` enters into one AsyncExitStack (which the
+    started service then owns and closes on stop); a failed start closes what it had
+    opened, in reverse order, and raises."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        return await start(stack)
+    except BaseException:
+        await stack.aclose()
+        raise

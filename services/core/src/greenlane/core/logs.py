@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 
@@ -39,3 +41,16 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+
+
+@contextmanager
+def logging_through(handler: logging.Handler) -> Iterator[None]:
+    """Every log record goes to `handler` alone for the block (e.g. a rich console's, so
+    records print above a live status line instead of tearing it); then as before."""
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp
 
@@ -41,7 +43,18 @@ async def serve_until_stopped(
     grace_seconds). True when it stopped because stop was set, False when the server
     ended on its own."""
     config = server_config(app, tls=tls, limits=limits, graceful_seconds=grace_seconds)
-    server = SignalNeutralServer(config)
+    return await run_until_stopped(SignalNeutralServer(config), sock, stop)
+
+
+async def run_until_stopped(
+    server: SignalNeutralServer,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    before_drain: Callable[[], Awaitable[None]] | None = None,
+) -> bool:
+    """Run a configured server on sock until stop is set; then `before_drain` (e.g. close
+    long-lived WebSockets, which would hold the graceful shutdown) and the drain. True
+    when it stopped because stop was set, False when the server ended on its own."""
     serving = asyncio.create_task(server.serve(sockets=[sock]))
     stopping = asyncio.create_task(stop.wait())
     try:
@@ -49,5 +62,16 @@ async def serve_until_stopped(
     finally:
         server.should_exit = True
         stopping.cancel()
+        if before_drain is not None:
+            await before_drain()
         await serving
     return stop.is_set()
+
+
+def exit_code(stopped: bool, name: str, logger: logging.Logger) -> int:
+    """A served service's exit code: 0 when it stopped because it was asked to, else 1."""
+    if not stopped:
+        logger.error("%s server stopped without being asked to", name)
+        return 1
+    logger.info("%s stopped", name)
+    return 0

@@ -9,10 +9,11 @@ import socket
 from collections.abc import Sequence
 from functools import partial
 
+from greenlane.core import cliargs
 from greenlane.core.edge import edge_limits, server_config, tls_files
-from greenlane.core.errors import ConfigurationError
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
+from greenlane.core.serving import bind_listener, exit_code, run_until_stopped
 from greenlane.core.settings import load_settings
 from greenlane.core.telemetry import SignalNeutralServer
 from greenlane.core.tracing import setup_tracing
@@ -23,12 +24,6 @@ from greenlane.hub.settings import HubSettings
 log = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
-
-
-def _port(value: str) -> int:
-    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
-    return int(value)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -44,25 +39,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_HUB_HOST)")
     parser.add_argument(
-        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_HUB_PORT, 8090)"
+        "--port",
+        type=cliargs.port,
+        help="TCP port to listen on (default: $GREENLANE_HUB_PORT, 8090)",
     )
     return parser.parse_args(argv)
 
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind before serving, so a taken port is a clear start-up error."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigurationError(
-            f"GREENLANE_HUB_HOST/GREENLANE_HUB_PORT (or --host/--port): "
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return sock
+    return bind_listener(host, port, "GREENLANE_HUB_HOST/GREENLANE_HUB_PORT (or --host/--port)")
 
 
 def server_for(service: HubService) -> SignalNeutralServer:
@@ -104,26 +90,14 @@ async def main(args: argparse.Namespace) -> int:
             log.info(
                 "hub listening on http://%s:%s (topic %s)", host, port, settings.fleet_events_topic
             )
-            serving = asyncio.create_task(server.serve(sockets=[sock]))
-            stopping = asyncio.create_task(stop.wait())
-            try:
-                await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                server.should_exit = True
-                stopping.cancel()
-                await service.stop()
-                await serving
-        if not stop.is_set():
-            log.error("hub server stopped without being asked to")
-            return 1
-        log.info("hub stopped")
-        return 0
+            stopped = await run_until_stopped(server, sock, stop, before_drain=service.stop)
+        return exit_code(stopped, "hub", log)
     finally:
         await asyncio.to_thread(provider.shutdown)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (greenlane-hub)."""
     args = parse_args(argv)
     run_service(partial(main, args))
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from greenlane.core.kafka import start_with_retry
+from greenlane.core.kafka import seek_to_window, start_with_retry
 from greenlane.core.telemetry import traced_record
 from greenlane.hub.events import Skipped, decode, event_label
 from greenlane.hub.hub import Hub
@@ -130,16 +130,8 @@ class Follower:
     ) -> None:
         """Start at the first record of the replay window (records older are skipped
         anyway: some brokers answer a time lookup with an earlier offset)."""
-        await consumer.seek_to_beginning(*tps)
-        try:
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, cutoff_ms))
-        except (KafkaError, OSError, ValueError) as exc:
-            log.info("offsets by time unavailable (%s); replaying from the start", exc)
-            found = {}
+        await seek_to_window(consumer, tps, cutoff_ms)
         for tp in tps:
-            hit = found.get(tp)
-            if hit is not None:
-                consumer.seek(tp, hit.offset)
             self._next[tp] = await consumer.position(tp)
 
     async def _take(self, batch: dict[TopicPartition, list[Any]], cutoff_ms: int) -> None:

@@ -15,13 +15,15 @@ from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 from greenlane.core.keys import Region
+from greenlane.core.lifecycle import restarting
 from greenlane.core.redis_state import RedisClient, connect
+from greenlane.core.stations import Station as StationInfo
 from greenlane.hub.energy import energy_today
 from greenlane.hub.follower import Follower
 from greenlane.hub.hub import Hub
 from greenlane.hub.metrics import HubMetrics, create_metrics
 from greenlane.hub.settings import HubSettings
-from greenlane.hub.state import FleetState, StationInfo
+from greenlane.hub.state import FleetState
 from greenlane.hub.stations import read_stations
 
 log = logging.getLogger(__name__)
@@ -98,16 +100,7 @@ class HubService:
 
     async def _guard(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run a loop until stop; a crash is logged and the loop restarts after a pause."""
-        while not self._stop.is_set():
-            try:
-                await run(self._stop)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("hub %s failed; restarting it in 2 s", name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 2.0)
+        await restarting(f"hub {name}", run, self._stop, log)
 
     async def stop(self) -> None:
         self._stop.set()

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from greenlane.core.stations import Station as StationInfo  # as stored: the file's columns
 from greenlane.hub.events import BOOKING_ENDS, CarEvent, Decoded, PlanEvent
 
 Kind = Literal["cars", "stations", "bookings", "plans"]
@@ -62,19 +63,6 @@ class Entry:
         if self._text is None:
             self._text = "null" if self.value is None else _dumps(self.value)
         return self._text
-
-
-@dataclass(frozen=True, slots=True)
-class StationInfo:
-    """A station as stored (the station file's columns, and the site it belongs to)."""
-
-    station_id: str
-    name: str
-    lat: float
-    lon: float
-    capacity: int
-    power_kw: float
-    site_id: str = ""
 
 
 @dataclass(slots=True)

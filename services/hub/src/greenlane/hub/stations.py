@@ -8,7 +8,7 @@ import math
 from greenlane.core.events import CAR_ID_PATTERN
 from greenlane.core.keys import Region
 from greenlane.core.redis_state import RedisClient
-from greenlane.hub.state import StationInfo
+from greenlane.core.stations import Station as StationInfo
 
 log = logging.getLogger(__name__)
 

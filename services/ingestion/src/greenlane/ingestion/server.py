@@ -26,7 +26,7 @@ from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.errors import ConfigurationError
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
-from greenlane.core.lifecycle import Check, Readiness, bind_socket
+from greenlane.core.lifecycle import Check, Readiness, bind_socket, start_in_stack
 from greenlane.core.redis_state import CarStateStore, RedisClient, connect
 from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.core.tracing import exporting
@@ -175,12 +175,7 @@ async def start_server(
     Spans go to the global tracer provider, instrumented only when it exports
     (core.tracing.exporting); a given provider (tests) is always instrumented.
     """
-    stack = contextlib.AsyncExitStack()
-    try:
-        return await _start(settings, stack, tracer_provider)
-    except BaseException:
-        await stack.aclose()
-        raise
+    return await start_in_stack(lambda stack: _start(settings, stack, tracer_provider))
 
 
 async def _start(

@@ -28,8 +28,8 @@ from greenlane.liveops.options import (
     DEFAULT_BOOTSTRAP,
     car_id_arg,
     connection_arguments,
+    connection_of,
     positive_int_arg,
-    resolve_connection,
     seconds_arg,
 )
 
@@ -102,11 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def options_from_args(
     args: argparse.Namespace, environ: dict[str, str] | None = None, cwd: Path | None = None
 ) -> EventsOptions:
-    bootstrap, source, topic = resolve_connection(args.bootstrap_servers, args.topic, environ, cwd)
     return EventsOptions(
-        bootstrap_servers=bootstrap,
-        bootstrap_source=source,
-        topic=topic,
+        **connection_of(args, environ, cwd),
         from_beginning=args.from_beginning,
         last=args.last,
         cars=frozenset(args.cars or ()),

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import parse_event
+from greenlane.core.logs import logging_through
 from greenlane.liveops.consumer import (
     BrokerUnreachable,
     commit_positions,
@@ -143,18 +144,6 @@ class Feed:
         return limit is not None and self.stats.shown >= limit
 
 
-@contextlib.contextmanager
-def _logs_through(console: Console) -> Iterator[None]:
-    """Log records print above the status line instead of tearing it."""
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    root.handlers[:] = [RichHandler(console=console, show_path=False)]
-    try:
-        yield
-    finally:
-        root.handlers[:] = saved
-
-
 @contextlib.asynccontextmanager
 async def _status_line(
     console: Console, enabled: bool, snapshot: Callable[[], Snapshot]
@@ -177,7 +166,8 @@ async def _status_line(
             await asyncio.sleep(REFRESH_S)
             live.update(status_text(snapshot()), refresh=True)
 
-    with live, _logs_through(console):
+    # Log records print above the status line instead of tearing it.
+    with live, logging_through(RichHandler(console=console, show_path=False)):
         task = asyncio.create_task(refresh())
         try:
             yield

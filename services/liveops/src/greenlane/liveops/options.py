@@ -171,6 +171,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def connection_of(
+    args: argparse.Namespace, environ: Mapping[str, str] | None, cwd: Path | None
+) -> dict[str, str]:
+    """The broker and topic options of parsed flags (--bootstrap-servers, --topic), as
+    keyword arguments: bootstrap_servers, bootstrap_source, topic."""
+    bootstrap, source, topic = resolve_connection(args.bootstrap_servers, args.topic, environ, cwd)
+    return {"bootstrap_servers": bootstrap, "bootstrap_source": source, "topic": topic}
+
+
 def resolve_connection(
     bootstrap_flag: str | None,
     topic_flag: str | None,
@@ -223,11 +232,8 @@ def options_from_args(
     cwd: Path | None = None,
 ) -> Options:
     """Turn parsed flags into Options; a bad environment value raises ConfigurationError."""
-    bootstrap, source, topic = resolve_connection(args.bootstrap_servers, args.topic, environ, cwd)
     return Options(
-        bootstrap_servers=bootstrap,
-        bootstrap_source=source,
-        topic=topic,
+        **connection_of(args, environ, cwd),
         group=args.group,
         from_beginning=args.from_beginning,
         json=args.json,

@@ -9,10 +9,11 @@ import logging
 from collections.abc import Sequence
 from functools import partial
 
+from greenlane.core import cliargs
 from greenlane.core.edge import edge_limits, tls_files
 from greenlane.core.lifecycle import run_service, shutdown_event
 from greenlane.core.logs import setup_logging
-from greenlane.core.serving import bind_listener, serve_until_stopped
+from greenlane.core.serving import bind_listener, exit_code, serve_until_stopped
 from greenlane.core.settings import load_settings
 from greenlane.core.tracing import setup_tracing
 from greenlane.planner.api import create_app
@@ -20,12 +21,6 @@ from greenlane.planner.live import LivePlanner
 from greenlane.planner.settings import PlannerSettings
 
 log = logging.getLogger("greenlane.planner")
-
-
-def _port(value: str) -> int:
-    if not value.isascii() or not value.isdigit() or not 0 <= int(value) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (0-65535)")
-    return int(value)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -43,7 +38,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--host", help="address to listen on (default: $GREENLANE_PLANNER_HOST)")
     parser.add_argument(
-        "--port", type=_port, help="TCP port to listen on (default: $GREENLANE_PLANNER_PORT)"
+        "--port", type=cliargs.port, help="TCP port to listen on (default: $GREENLANE_PLANNER_PORT)"
     )
     return parser.parse_args(argv)
 
@@ -93,17 +88,13 @@ async def main(args: argparse.Namespace) -> int:
             finally:
                 if live is not None:
                     await live.stop()
-        if not stopped:
-            log.error("planner server stopped without being asked to")
-            return 1
-        log.info("planner stopped")
-        return 0
+        return exit_code(stopped, "planner", log)
     finally:
         await asyncio.to_thread(provider.shutdown)
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (greenlane-planner)."""
     args = parse_args(argv)
     run_service(partial(main, args))
 

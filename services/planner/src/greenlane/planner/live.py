@@ -40,8 +40,9 @@ from redis.exceptions import RedisError
 from greenlane.core.demand import demand_factor, record_site_load
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import encode_event, parse_event
-from greenlane.core.kafka import make_producer, start_with_retry
+from greenlane.core.kafka import make_producer, seek_to_window, start_with_retry
 from greenlane.core.keys import Region
+from greenlane.core.lifecycle import restarting
 from greenlane.core.plans import CHARGING_GOAL, CarPlan, SiteSchedule
 from greenlane.core.quotes import Curve
 from greenlane.core.redis_state import RedisClient, connect
@@ -214,16 +215,7 @@ class LivePlanner:
 
     async def _guard(self, name: str, run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         """Run a loop until stop; a crash is logged and the loop restarts after a pause."""
-        while not self._stop.is_set():
-            try:
-                await run(self._stop)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("planner %s failed; restarting it in 2 s", name)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 2.0)
+        await restarting(f"planner {name}", run, self._stop, log)
 
     async def _start_producer(self, stop: asyncio.Event) -> None:
         assert self.producer is not None
@@ -575,16 +567,7 @@ class LivePlanner:
         """Start at the replay window; returns where each partition ended on start."""
         await consumer.seek_to_end(*tps)
         ends = {tp: await consumer.position(tp) for tp in tps}
-        await consumer.seek_to_beginning(*tps)
-        try:
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, cutoff_ms))
-        except (KafkaError, OSError, ValueError) as exc:
-            log.info("offsets by time unavailable (%s); replaying from the start", exc)
-            found = {}
-        for tp in tps:
-            hit = found.get(tp)
-            if hit is not None:
-                consumer.seek(tp, hit.offset)
+        await seek_to_window(consumer, tps, cutoff_ms)
         return ends
 
     # ------------------------------------------------------------------ loops

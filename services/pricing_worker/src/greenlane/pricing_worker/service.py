@@ -17,7 +17,7 @@ from opentelemetry.trace import TracerProvider
 
 from greenlane.core.kafka import ensure_topic, make_producer, start_with_retry
 from greenlane.core.keys import Region
-from greenlane.core.lifecycle import Readiness
+from greenlane.core.lifecycle import Readiness, start_in_stack
 from greenlane.core.redis_state import connect
 from greenlane.core.telemetry import HttpServer, probes_app
 from greenlane.core.tracing import exporting
@@ -70,12 +70,7 @@ async def start_worker(
 
     Spans go to the global tracer provider unless one is given (tests do).
     """
-    stack = contextlib.AsyncExitStack()
-    try:
-        return await _start(settings, stack, tracer_provider)
-    except BaseException:
-        await stack.aclose()
-        raise
+    return await start_in_stack(lambda stack: _start(settings, stack, tracer_provider))
 
 
 async def _start(

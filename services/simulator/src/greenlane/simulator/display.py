@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from rich.console import Console
@@ -16,6 +15,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 from rich.text import Text
 
+from greenlane.core.logs import logging_through
 from greenlane.simulator.stats import Stats
 
 REFRESH_S: Final = 0.5  # at most two refreshes a second
@@ -66,18 +66,6 @@ def progress_text(stats: Stats, cars: int, now: float, rate: float) -> Text:
     return line
 
 
-@contextmanager
-def _logs_through(console: Console) -> Iterator[None]:
-    """Route log records through the live console, so they print above the progress line."""
-    root = logging.getLogger()
-    saved = root.handlers[:]
-    root.handlers[:] = [RichHandler(console=console, show_path=False)]
-    try:
-        yield
-    finally:
-        root.handlers[:] = saved
-
-
 @asynccontextmanager
 async def live_progress(stats: Stats, cars: int, console: Console) -> AsyncIterator[None]:
     """Refresh the progress line from a task, not rich's thread: stats belong to the loop."""
@@ -92,7 +80,9 @@ async def live_progress(stats: Stats, cars: int, console: Console) -> AsyncItera
             await asyncio.sleep(REFRESH_S)
             live.update(render(), refresh=True)
 
-    with Live(render(), console=console, auto_refresh=False) as live, _logs_through(console):
+    # Log records print above the progress line instead of tearing it.
+    handler = RichHandler(console=console, show_path=False)
+    with Live(render(), console=console, auto_refresh=False) as live, logging_through(handler):
         task = asyncio.create_task(refresh(live))
         try:
             yield
