@@ -16,8 +16,8 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from greenlane.core.errors import ConfigurationError
 
@@ -174,3 +174,24 @@ async def start_in_stack(start: Callable[[contextlib.AsyncExitStack], Awaitable[
     except BaseException:
         await stack.aclose()
         raise
+
+
+A = TypeVar("A")
+
+
+class EntryPoint(Protocol):
+    def __call__(self, argv: Sequence[str] | None = None) -> None: ...
+
+
+def console_script(
+    parse: Callable[[Sequence[str] | None], A],
+    main: Callable[[A], Coroutine[Any, Any, int | None]],
+) -> EntryPoint:
+    """A service's console-script entry point: parse the flags first (a bad one exits 2
+    with argparse's message), then run main(args) under run_service."""
+
+    def run(argv: Sequence[str] | None = None) -> None:
+        args = parse(argv)
+        run_service(lambda: main(args))
+
+    return run

@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from functools import partial
 
 from greenlane.core import cliargs
 from greenlane.core.edge import edge_limits, server_config, tls_files
-from greenlane.core.lifecycle import bind_socket, run_service, shutdown_event
+from greenlane.core.lifecycle import bind_socket, console_script, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.redis_state import connect
 from greenlane.core.settings import load_settings
@@ -99,10 +98,8 @@ async def _drain(server: SignalNeutralServer, serving: asyncio.Task[None]) -> No
     await serving
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point."""
-    args = parse_args(argv)
-    run_service(partial(main, args))
+# The console script (greenlane-grid) and python -m greenlane.grid.
+run = console_script(parse_args, main)
 
 
 if __name__ == "__main__":

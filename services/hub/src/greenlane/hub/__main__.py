@@ -7,11 +7,10 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from functools import partial
 
 from greenlane.core import cliargs
 from greenlane.core.edge import edge_limits, server_config, tls_files
-from greenlane.core.lifecycle import run_service, shutdown_event
+from greenlane.core.lifecycle import console_script, shutdown_event
 from greenlane.core.logs import setup_logging
 from greenlane.core.serving import bind_listener, exit_code, run_until_stopped
 from greenlane.core.settings import load_settings
@@ -96,10 +95,8 @@ async def main(args: argparse.Namespace) -> int:
         await asyncio.to_thread(provider.shutdown)
 
 
-def run(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (greenlane-hub)."""
-    args = parse_args(argv)
-    run_service(partial(main, args))
+# The console script (greenlane-hub) and python -m greenlane.hub.
+run = console_script(parse_args, main)
 
 
 if __name__ == "__main__":
