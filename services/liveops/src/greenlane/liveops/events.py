@@ -26,7 +26,7 @@ from greenlane.core.kafka import fetch_high_watermarks
 from greenlane.liveops.consumer import silenced, stop_consumer
 from greenlane.liveops.options import (
     DEFAULT_BOOTSTRAP,
-    car_id_arg,
+    add_car_filter,
     connection_arguments,
     connection_of,
     positive_int_arg,
@@ -73,14 +73,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"the last N events of each partition (default {DEFAULT_LAST}), like kcat -o -N",
     )
-    add(
-        "--car",
-        dest="cars",
-        action="append",
-        type=car_id_arg,
-        metavar="ID",
-        help="only this car's events (repeat for several)",
-    )
+    add_car_filter(parser, "only this car's events (repeat for several)")
     add(
         "--json",
         action="store_true",

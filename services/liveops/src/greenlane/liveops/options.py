@@ -103,17 +103,17 @@ def connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_car_filter(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """--car ID (repeatable, into `cars`): only these cars' events."""
+    parser.add_argument(
+        "--car", dest="cars", action="append", type=car_id_arg, metavar="ID", help=help_text
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags, shared by `python -m greenlane.liveops` and `greenlane liveops`."""
     add = parser.add_argument
-    add(
-        "--car",
-        dest="cars",
-        action="append",
-        type=car_id_arg,
-        metavar="ID",
-        help="show only this car (repeat for several)",
-    )
+    add_car_filter(parser, "show only this car (repeat for several)")
     add(
         "--fleet",
         dest="fleets",
