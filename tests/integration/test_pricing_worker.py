@@ -848,11 +848,12 @@ async def test_a_charging_row_carries_the_demand_factor_it_was_priced_with(
     rows = await fetch_rows(database)
     factors = {int(r["time"].timestamp() * 1000): r for r in rows if r["car_id"] == "car-9"}
     assert demand_factor(calm) == 1.0 and demand_factor(busy) == 1.6
-    tariffs = await grid.quotes(factors)
+    # The tariff at the instant each row was priced at (its own, floored to the second).
+    tariffs = await grid.quotes(priced_instant(at, 1000) for at in factors)
     for at, row in factors.items():
         expected = demand_factor(calm if at < busy.at_ms else busy)
         assert row["demand_factor"] == pytest.approx(expected)
         assert float(row["price_rate"]) == pytest.approx(
-            round(tariffs[at]["price_per_kwh"] * expected, 5), abs=1e-5
+            round(tariffs[priced_instant(at, 1000)]["price_per_kwh"] * expected, 5), abs=1e-5
         )
     assert {r["demand_factor"] for r in rows if r["car_id"] == "car-8"} == {1.0}
