@@ -109,6 +109,22 @@ async def test_every_event_reaches_a_websocket_client_in_per_car_order(
         await client.close()
 
 
+async def test_a_hub_started_before_the_topic_exists_follows_it_once_it_is_made(
+    redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str
+) -> None:
+    # As in greenlane dev, where the hub may start before ingestion makes the topic.
+    async with running_hub(**settings_for(redis_server, kafka_server, topic)) as hub:
+        await wait_until(lambda: hub.follower.topic_missing, what="the hub to wait for the topic")
+        await ready_hub_with_topic(kafka_server, topic)
+        await produce(
+            kafka_server.url, topic, [telemetry("car-late", int(time.time() * 1000), 50.0)]
+        )
+        # Well within the consumer's periodic metadata refresh (5 minutes).
+        await wait_until(
+            lambda: "car-late" in hub.state.cars, seconds=20, what="the car in the hub"
+        )
+
+
 async def test_a_client_that_reconnects_with_since_gets_exactly_what_it_missed(
     redis_server: EmbeddedRedis, kafka_server: EmbeddedKafka, topic: str, redis_client: Redis
 ) -> None:

@@ -75,6 +75,21 @@ async def start_with_retry(
             delay = min(delay * 2, max_delay)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The topic's partitions from fresh metadata ([] while it does not exist).
+
+    consumer.topics() fetches a copy of the metadata and leaves the consumer's own
+    unchanged, so partitions_for_topic() would miss a topic created after the consumer
+    started until the periodic refresh (metadata_max_age_ms, 5 minutes by default). The
+    partitions are read from that fresh copy instead; asking for the topic by name would
+    make a broker that auto-creates topics create it, with its default partitions.
+    Assigning them makes the consumer track the topic.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
+    partitions = cluster.partitions_for_topic(topic) or set()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
 async def fetch_high_watermarks(
     consumer: AIOKafkaConsumer, tps: list[TopicPartition], wait_seconds: float = 3.0
 ) -> dict[TopicPartition, int]:

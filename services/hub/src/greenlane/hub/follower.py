@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from greenlane.core.kafka import seek_to_window, start_with_retry
+from greenlane.core.kafka import seek_to_window, start_with_retry, topic_partitions
 from greenlane.core.telemetry import traced_record
 from greenlane.hub.events import Skipped, decode, event_label
 from greenlane.hub.hub import Hub
@@ -110,11 +110,9 @@ class Follower:
     ) -> list[TopicPartition] | None:
         told = False
         while not stop.is_set():
-            await consumer.topics()  # refreshes the metadata
-            partitions = consumer.partitions_for_topic(self.topic)
-            if partitions:
+            tps = await topic_partitions(consumer, self.topic)
+            if tps:
                 self.topic_missing = False
-                tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
                 consumer.assign(tps)
                 return tps
             self.topic_missing = True

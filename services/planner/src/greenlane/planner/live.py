@@ -40,7 +40,12 @@ from redis.exceptions import RedisError
 from greenlane.core.demand import demand_factor, record_site_load
 from greenlane.core.errors import InvalidField
 from greenlane.core.events import encode_event, parse_event
-from greenlane.core.kafka import make_producer, seek_to_window, start_with_retry
+from greenlane.core.kafka import (
+    make_producer,
+    seek_to_window,
+    start_with_retry,
+    topic_partitions,
+)
 from greenlane.core.keys import Region
 from greenlane.core.lifecycle import restarting
 from greenlane.core.plans import CHARGING_GOAL, CarPlan, SiteSchedule
@@ -544,11 +549,9 @@ class LivePlanner:
         topic = self.settings.fleet_events_topic
         told = False
         while not stop.is_set():
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic)
-            if partitions:
+            tps = await topic_partitions(consumer, topic)
+            if tps:
                 self.topic_missing = False
-                tps = [TopicPartition(topic, p) for p in sorted(partitions)]
                 consumer.assign(tps)
                 return tps
             self.topic_missing = True
